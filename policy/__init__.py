@@ -1,0 +1,1 @@
+"""The SMS policy daemon: YAML rules, facts, durable_rules evaluation, counters, decision log, gRPC."""

@@ -1,0 +1,1 @@
+"""Subcommands of `smspolicy`; see policy/cli.py for the module contract."""

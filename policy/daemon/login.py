@@ -1,0 +1,178 @@
+"""The CMPP login policy, shared by every front-end (CONNECT_RESP.Status codes of the seed table).
+
+Order of checks (the first failing one answers): 1 malformed packet, 3 unknown account,
+6 access mode, 4 version, 2 bound IP, 3 authenticator / stale or replayed timestamp,
+7 account disabled, 5 account unusable (no channel to route to), 15 prepaid balance,
+16 login time window, 21 too many connections, 100 internal error.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..rules.model import Account
+
+log = logging.getLogger("smspolicy.login")
+
+OK, MALFORMED, BAD_IP, AUTH, VERSION, OTHER, ACCESS_POINT, STATUS = 0, 1, 2, 3, 4, 5, 6, 7
+BALANCE, TIME_WINDOW, TOO_MANY, INTERNAL = 15, 16, 21, 100
+SERVER_VERSION = 0x30
+
+
+@dataclass
+class LoginResult:
+    status: int
+    reason: str
+    authenticator_ismg: bytes = b""
+    session_id: str = ""
+    lease_seconds: int = 0
+    server_version: int = SERVER_VERSION
+
+
+def authenticator_source(account_id: str, secret: str, timestamp: int) -> bytes:
+    addr = account_id.encode("ascii", "replace")[-6:].ljust(6, b"\0")
+    return hashlib.md5(addr + b"\0" * 9 + secret.encode() + b"%010d" % timestamp).digest()
+
+
+def authenticator_ismg(status: int, auth_source: bytes, secret: str, version: int) -> bytes:
+    wire_status = struct.pack(">I", status) if version >= 0x30 else bytes([status & 0xFF])
+    return hashlib.md5(wire_status + auth_source + secret.encode()).digest()
+
+
+def timestamp_to_datetime(ts: int, now: datetime) -> datetime | None:
+    """MMDDHHMMSS (no year): the candidate date nearest to `now`, or None when impossible."""
+    text = "%010d" % ts
+    month, day, hour, minute, second = (int(text[i:i + 2]) for i in range(0, 10, 2))
+    best = None
+    for year in (now.year - 1, now.year, now.year + 1):
+        try:
+            cand = now.replace(year=year, month=month, day=day, hour=hour, minute=minute,
+                               second=second, microsecond=0)
+        except ValueError:
+            continue
+        if best is None or abs((cand - now).total_seconds()) < abs((best - now).total_seconds()):
+            best = cand
+    return best
+
+
+class Sessions:
+    """Connection leases per account, so max_connections holds across all front-ends."""
+
+    def __init__(self, lease_seconds: int):
+        self.lease_seconds = lease_seconds
+        self._lock = threading.Lock()
+        self._by_id: dict[str, tuple[str, float]] = {}
+
+    def _live(self, account_id: str, now: float) -> int:
+        expired = [sid for sid, (_, exp) in self._by_id.items() if exp <= now]
+        for sid in expired:
+            del self._by_id[sid]
+        return sum(1 for acc, _ in self._by_id.values() if acc == account_id)
+
+    def open(self, account_id: str, limit: int, now: float) -> str | None:
+        with self._lock:
+            if self._live(account_id, now) >= limit:
+                return None
+            sid = uuid.uuid4().hex
+            self._by_id[sid] = (account_id, now + self.lease_seconds)
+            return sid
+
+    def renew(self, session_id: str, now: float) -> bool:
+        with self._lock:
+            entry = self._by_id.get(session_id)
+            if entry is None or entry[1] <= now:
+                self._by_id.pop(session_id, None)
+                return False
+            self._by_id[session_id] = (entry[0], now + self.lease_seconds)
+            return True
+
+    def end(self, session_id: str) -> bool:
+        with self._lock:
+            return self._by_id.pop(session_id, None) is not None
+
+
+class LoginPolicy:
+    def __init__(self, runtime, sessions: Sessions, counters=None, clock_skew: int = 300,
+                 clock=time.time):
+        self.runtime = runtime
+        self.sessions = sessions
+        self.counters = counters
+        self.clock_skew = clock_skew
+        self.clock = clock
+        self._seen: dict[bytes, float] = {}  # recent authenticators: a replayed CONNECT is refused
+        self._seen_lock = threading.Lock()
+
+    def login(self, account_id: str, auth_source: bytes, timestamp: int, version: int,
+              peer_ip: str, access_mode: str, malformed: bool = False) -> LoginResult:
+        try:
+            return self._login(account_id, auth_source, timestamp, version, peer_ip, access_mode,
+                               malformed)
+        except Exception:  # noqa: BLE001 - a store behind the login failed: say so, keep serving
+            log.exception("login of %r failed", account_id)
+            return LoginResult(INTERNAL, "internal error")
+
+    def _login(self, account_id, auth_source, timestamp, version, peer_ip, access_mode,
+               malformed) -> LoginResult:
+        if malformed:
+            return LoginResult(MALFORMED, "malformed CONNECT packet")
+        loaded = self.runtime.current()
+        account: Account | None = loaded.policy.accounts.get(account_id)
+        if account is None:
+            return LoginResult(AUTH, "unknown account")
+        if account.access_mode != access_mode:
+            return LoginResult(ACCESS_POINT, f"account is opened for {account.access_mode} access")
+        if access_mode == "cmpp" and version not in account.cmpp_versions:
+            return LoginResult(VERSION, f"CMPP version 0x{version:02x} not enabled for the account")
+        if account.bound_ips and not _ip_allowed(peer_ip, account.bound_ips):
+            return LoginResult(BAD_IP, f"address {peer_ip} is not bound to the account")
+        now = self.clock()
+        local_now = datetime.fromtimestamp(now, loaded.tz)
+        if access_mode == "cmpp":
+            if auth_source != authenticator_source(account.id, account.secret, timestamp):
+                return LoginResult(AUTH, "authenticator does not match")
+            when = timestamp_to_datetime(timestamp, local_now)
+            if when is None or abs((when - local_now).total_seconds()) > self.clock_skew:
+                return LoginResult(AUTH, "timestamp too far from the gateway's clock")
+            if not self._first_use(auth_source, now):
+                return LoginResult(AUTH, "authenticator already used (replayed login)")
+        if account.status != "active":
+            return LoginResult(STATUS, "account is disabled")
+        if not account.channels:
+            return LoginResult(OTHER, "account has no channel to send through")
+        if account.billing == "prepaid" and self.counters is not None:
+            self.counters.set_opening_balance(account.id, account.balance)
+            balance = self.counters.balance(account.id)
+            if balance is not None and balance <= 0:
+                return LoginResult(BALANCE, "prepaid balance exhausted")
+        if account.login_window and not account.login_window.contains(local_now.time()):
+            return LoginResult(TIME_WINDOW, "outside the account's login window")
+        session = self.sessions.open(account.id, account.max_connections, now)
+        if session is None:
+            return LoginResult(TOO_MANY, f"more than {account.max_connections} connections")
+        ismg = authenticator_ismg(OK, auth_source, account.secret, version) if access_mode == "cmpp" else b""
+        return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds)
+
+    def _first_use(self, auth_source: bytes, now: float) -> bool:
+        with self._seen_lock:
+            if len(self._seen) > 10_000:
+                horizon = now - 2 * self.clock_skew
+                self._seen = {k: t for k, t in self._seen.items() if t > horizon}
+            if auth_source in self._seen:
+                return False
+            self._seen[auth_source] = now
+            return True
+
+
+def _ip_allowed(peer_ip: str, bound: tuple[str, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(peer_ip)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(net, strict=False) for net in bound)

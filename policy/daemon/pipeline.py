@@ -1,0 +1,220 @@
+"""One message, N recipients: the daemon's evaluation pipeline, top to bottom.
+
+    1. normalize  — the account, the decoded content, the time in the platform's zone
+    2. facts      — message facts once, recipient facts per destination (indexed lookups)
+    3. rules      — submit-stage rules on the message, then recipient-stage rules per recipient;
+                    every match is recorded, the highest-priority enforced match decides,
+                    shadow matches are recorded only
+    4. limits     — counters for recipients still accepted, all-or-nothing, idempotent by request id
+    5. log        — the whole decision, facts and counter values included, to the decision log
+    6. answer     — a submit-level result and one decision per recipient
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from datetime import datetime
+
+from ..counters import RecipientCharge
+from ..counters.keys import increments_for
+from ..engine import EngineError
+from ..rules.model import Account, Rule
+from ..submission import Submission
+from .decision import (ACCEPT, BALANCE_CODE, HOLD, INTERNAL_ERROR, REJECT, UNDEFINED_ERROR,
+                       Decision, Match, RecipientResult)
+from .runtime import LoadedPolicy, Runtime
+
+log = logging.getLogger("smspolicy.pipeline")
+
+
+class UnknownAccount(LookupError):
+    pass
+
+
+class Pipeline:
+    def __init__(self, runtime: Runtime, counters=None, decision_log=None, metrics=None,
+                 clock=time.time):
+        self.runtime = runtime
+        self.counters = counters          # a CounterStore, or None to skip step 4
+        self.decision_log = decision_log  # a DecisionLog, or None
+        self.metrics = metrics
+        self.clock = clock
+
+    # ------------------------------------------------------------------ the pipeline
+    def evaluate(self, sub: Submission, now: float | None = None, explain: bool = False) -> Decision:
+        loaded = self.runtime.current()  # one rule-set version for the whole message
+        now = self.clock() if now is None else now
+        started = time.perf_counter()
+
+        # 1. normalize
+        account = loaded.policy.accounts.get(sub.account_id)
+        if account is None:
+            raise UnknownAccount(f"unknown account {sub.account_id!r}")
+        local_now = datetime.fromtimestamp(now, loaded.tz)
+        decision = Decision(decision_id=uuid.uuid4().hex, request_id=sub.request_id,
+                            rules_version=loaded.version)
+
+        # 2. message facts
+        mfacts = loaded.facts.message_facts(sub, account, local_now)
+        decision.segments = mfacts["message__segments"]
+        decision.facts = {"message": mfacts, "recipients": []}
+
+        # 3a. submit-stage rules: a hit refuses the whole message synchronously
+        submit_hit = self._submit_stage(loaded, mfacts, decision, explain)
+        if submit_hit is not None:
+            decision.submit_result = int(submit_hit.code)
+            decision.submit_rule_id = submit_hit.id
+            decision.submit_reason = submit_hit.description
+        else:
+            # 3b. recipient-stage rules
+            for i, raw in enumerate(sub.destinations):
+                decision.recipients.append(
+                    self._recipient_stage(loaded, sub, account, mfacts, i, raw, decision, explain))
+            # 4. limits and balance
+            if self.counters is not None:
+                self._limits(loaded, sub, account, mfacts, local_now, now, decision)
+
+        # 5. log, 6. answer
+        self._log(sub, decision, now, mfacts)
+        if self.metrics:
+            self.metrics.observe(decision, time.perf_counter() - started)
+        return decision
+
+    # ------------------------------------------------------------------ step 3
+    def _submit_stage(self, loaded: LoadedPolicy, mfacts: dict, decision: Decision,
+                      explain: bool) -> Rule | None:
+        try:
+            hits = loaded.submit_rules.match(mfacts)
+        except EngineError:
+            log.exception("submit-stage rules failed; refusing nothing at submit level")
+            return None
+        if explain:
+            self._trace(loaded, "submit", mfacts, hits, -1, decision)
+        return self._decide(loaded, hits, -1, decision)
+
+    def _recipient_stage(self, loaded: LoadedPolicy, sub: Submission, account: Account,
+                         mfacts: dict, index: int, raw: str, decision: Decision,
+                         explain: bool) -> RecipientResult:
+        message_id = sub.message_ids[index] if index < len(sub.message_ids) else ""
+        try:
+            facts = loaded.facts.recipient_facts(mfacts, raw, account)
+            hits = loaded.recipient_rules.match(facts)
+        except Exception:  # noqa: BLE001 - one recipient's failure must not fail the others
+            log.exception("evaluating recipient %d of %s failed", index, sub.request_id)
+            return RecipientResult(raw, raw, REJECT, INTERNAL_ERROR, "", "", decision.segments,
+                                   message_id, reason="internal error while evaluating")
+        decision.facts["recipients"].append(
+            {k: v for k, v in facts.items() if k.startswith(("recipient__", "route__", "channel__"))})
+        if explain:
+            self._trace(loaded, "recipient", facts, hits, index, decision)
+        result = RecipientResult(raw, facts["recipient__number"], ACCEPT,
+                                 channel_id=facts.get("route__channel", ""),
+                                 segments=decision.segments, message_id=message_id)
+        rule = self._decide(loaded, hits, index, decision)
+        result.shadow_rule_ids = [r.id for r in hits if self._is_shadow(loaded, r)]
+        if rule is not None:
+            result.action = HOLD if rule.action == "hold" else REJECT
+            result.code = "" if result.action == HOLD else (rule.code or UNDEFINED_ERROR)
+            result.rule_id = rule.id
+            result.reason = rule.description
+        return result
+
+    @staticmethod
+    def _is_shadow(loaded: LoadedPolicy, rule: Rule) -> bool:
+        return rule.mode == "shadow" or loaded.policy.platform.shadow_all
+
+    def _decide(self, loaded: LoadedPolicy, hits: list[Rule], index: int,
+                decision: Decision) -> Rule | None:
+        """Record every hit; the first enforced one (hits come sorted by priority) decides."""
+        chosen = None
+        for rule in hits:
+            shadow = self._is_shadow(loaded, rule)
+            decision.matches.append(Match(rule.id, rule.code or UNDEFINED_ERROR, rule.priority,
+                                          "shadow" if shadow else "enforce", index,
+                                          rule.description))
+            if chosen is None and not shadow:
+                chosen = rule
+        return chosen
+
+    def _trace(self, loaded, stage, facts, hits, index, decision) -> None:
+        hit_ids = {r.id for r in hits}
+        for rule in loaded.policy.rules:
+            if rule.stage == stage:
+                decision.trace.append((rule.id, index, rule.id in hit_ids,
+                                       "shadow" if self._is_shadow(loaded, rule) else "enforce",
+                                       rule.code or UNDEFINED_ERROR, rule.priority))
+        if index >= 0:
+            decision.facts["recipients"][-1] = dict(facts)
+
+    # ------------------------------------------------------------------ step 4
+    def _limits(self, loaded: LoadedPolicy, sub: Submission, account: Account, mfacts: dict,
+                local_now: datetime, now: float, decision: Decision) -> None:
+        content_hash = hashlib.blake2b(sub.content, digest_size=8).hexdigest()
+        charges = []
+        for i, r in enumerate(decision.recipients):
+            if r.action == REJECT:
+                continue
+            incs = increments_for(loaded.policy.limits, account.id, r.channel_id, r.normalized,
+                                  content_hash, decision.segments, local_now)
+            charges.append(RecipientCharge(index=i, increments=incs, segments=decision.segments))
+        debit = account.id if account.billing == "prepaid" else None
+        try:
+            if debit:
+                self.counters.set_opening_balance(account.id, account.balance)
+            res = self.counters.charge(sub.request_id, charges, debit, account.price, now)
+        except Exception:  # noqa: BLE001 - no counter store, no sending: fail closed per recipient
+            log.exception("counter store failed for %s", sub.request_id)
+            for r in decision.recipients:
+                if r.action != REJECT:
+                    r.action, r.code, r.rule_id = REJECT, INTERNAL_ERROR, ""
+                    r.reason = "counter store unavailable"
+            return
+        decision.counters = list(res.values)
+        if res.insufficient_balance:
+            decision.submit_result = BALANCE_CODE
+            decision.submit_reason = "prepaid balance too low"
+            decision.recipients = []
+            return
+        for index, (code, limit_id) in res.rejected.items():
+            r = decision.recipients[index]
+            r.action, r.code, r.rule_id = REJECT, code, limit_id
+            r.reason = f"limit {limit_id} reached"
+        if res.balance_after is not None:
+            decision.balance_after = res.balance_after
+
+    # ------------------------------------------------------------------ step 5
+    def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict) -> None:
+        if self.decision_log is None:
+            return
+        record = {
+            "decision_id": decision.decision_id,
+            "ts": now,
+            "request_id": sub.request_id,
+            "frontend_id": sub.frontend_id,
+            "account_id": sub.account_id,
+            "src_id": sub.src_id,
+            "destinations": list(sub.destinations),
+            "content": mfacts.get("message__content", ""),
+            "msg_fmt": sub.msg_fmt,
+            "facts": decision.facts,
+            "counters": [list(c) for c in decision.counters],
+            "rules_version": decision.rules_version,
+            "matches": [{"rule_id": m.rule_id, "code": m.code, "priority": m.priority,
+                         "mode": m.mode, "recipient_index": m.recipient_index}
+                        for m in decision.matches],
+            "results": {
+                "submit_result": decision.submit_result,
+                "submit_rule_id": decision.submit_rule_id,
+                "recipients": [{"destination": r.destination, "action": r.action, "code": r.code,
+                                "rule_id": r.rule_id, "channel_id": r.channel_id}
+                               for r in decision.recipients],
+            },
+        }
+        if not self.decision_log.append(record):
+            raise DecisionLogUnavailable("decision log cannot keep up (log_overflow=fail_closed)")
+
+
+class DecisionLogUnavailable(RuntimeError):
+    pass

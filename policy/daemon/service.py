@@ -1,0 +1,94 @@
+"""gRPC servicers: PolicyService (front-ends) and AdminService (operators)."""
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from ..api.v1 import policy_pb2 as pb
+from ..api.v1 import policy_pb2_grpc as pb_grpc
+from .convert import InvalidRequest, decision_to_response, submission_from_request
+from .pipeline import DecisionLogUnavailable, Pipeline, UnknownAccount
+
+log = logging.getLogger("smspolicy.service")
+
+_ACCESS = {pb.ACCESS_MODE_CMPP: "cmpp", pb.ACCESS_MODE_HTTP: "http"}
+
+
+class PolicyService(pb_grpc.PolicyServiceServicer):
+    def __init__(self, pipeline: Pipeline, login_policy):
+        self.pipeline = pipeline
+        self.login_policy = login_policy
+
+    def _evaluate(self, req: pb.EvaluateRequest, context) -> pb.EvaluateResponse:
+        try:
+            sub = submission_from_request(req)
+            decision = self.pipeline.evaluate(sub, explain=req.explain)
+        except InvalidRequest as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except UnknownAccount as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        except DecisionLogUnavailable as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        return decision_to_response(decision, req.explain)
+
+    def Evaluate(self, request, context):
+        return self._evaluate(request, context)
+
+    def EvaluateBatch(self, request, context):
+        return pb.EvaluateBatchResponse(responses=[self._evaluate(r, context) for r in request.requests])
+
+    def EvaluateStream(self, request_iterator, context):
+        for req in request_iterator:
+            yield self._evaluate(req, context)
+
+    def Login(self, request, context):
+        if request.access_mode not in _ACCESS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "access_mode: required (CMPP or HTTP)")
+        if request.access_mode == pb.ACCESS_MODE_CMPP and not request.malformed and len(request.authenticator_source) != 16:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "authenticator_source: must be 16 bytes")
+        res = self.login_policy.login(request.account_id, bytes(request.authenticator_source),
+                                      request.timestamp, request.version, request.peer_ip,
+                                      _ACCESS[request.access_mode], request.malformed)
+        return pb.LoginResponse(status=res.status, authenticator_ismg=res.authenticator_ismg,
+                                reason=res.reason, session_id=res.session_id,
+                                lease_seconds=res.lease_seconds, server_version=res.server_version)
+
+    def RenewSession(self, request, context):
+        return pb.SessionResponse(ok=self.login_policy.sessions.renew(request.session_id, time.time()))
+
+    def EndSession(self, request, context):
+        return pb.SessionResponse(ok=self.login_policy.sessions.end(request.session_id))
+
+
+class AdminService(pb_grpc.AdminServiceServicer):
+    def __init__(self, runtime, pipeline: Pipeline):
+        self.runtime = runtime
+        self.pipeline = pipeline
+
+    def Reload(self, request, context):
+        out = self.runtime.reload()
+        return pb.ReloadResponse(ok=out.ok, rules_version=out.version, errors=out.errors)
+
+    def Status(self, request, context):
+        cur = self.runtime.current()
+        last = self.runtime.last_outcome
+        return pb.StatusResponse(
+            rules_version=cur.version,
+            loaded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(cur.loaded_at)),
+            last_reload_outcome=("ok" if last.ok else "refused") if last else "",
+            last_reload_errors=last.errors if last else [],
+            decisions=self.pipeline.metrics.decisions if self.pipeline.metrics else 0,
+            counters_backend=type(self.pipeline.counters).__name__ if self.pipeline.counters else "none")
+
+    def UpdateApiBlacklist(self, request, context):
+        bl = self.runtime.api_blacklist
+        for i, n in enumerate(list(request.add) + list(request.remove)):
+            if not n or len(n) > 32:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove[{i}]: not a phone number")
+        if request.add:
+            bl.add(request.add)
+        if request.remove:
+            bl.remove(request.remove)
+        return pb.UpdateApiBlacklistResponse(size=bl.size)
