@@ -25,7 +25,7 @@ class Settings:
     rules_dir: str = "rules"                    # the YAML rules folder
     data_dir: str = "var"                       # SQLite files (counters, decision log, versions, api list)
     counters_backend: str = "sqlite"            # sqlite | redis
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the shared server
     daemon_id: str = "d1"                       # names this daemon's decision log file
     segment_db: str = ""                        # newer phone.dat or CSV; '' = the `phone` package's data
     content_logging: str = "full"               # full | masked | hashed (decision log)
