@@ -1,0 +1,1 @@
+"""SMS gateway: CMPP codec, customer-facing server, forwarder and report delivery."""
