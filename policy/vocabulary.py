@@ -43,6 +43,7 @@ FACTS: dict[str, Fact] = {f.name: f for f in [
     _f("message.segments", "int", "message", "billing segments (70 single, 67 per long part)", 1),
     _f("message.empty", "bool", "message", "no content at all", False),
     _f("message.over_platform_max", "bool", "message", "longer than the platform's 1000 characters", False),
+    _f("message.over_account_max", "bool", "message", "longer than the account's max_length", False),
     _f("message.msg_fmt", "int", "message", "CMPP Msg_Fmt", 8),
     _f("message.msg_fmt_allowed", "bool", "message", "Msg_Fmt is one the account may use", True),
     _f("message.fee_code", "str", "message", "FeeCode as sent (leading zeros stripped)", "10"),

@@ -1,0 +1,228 @@
+"""Number and segment list indexes, and the API blacklist.
+
+Every list of the policy goes into two lookups, built once per loaded policy:
+  numbers:  number key -> Membership   (one dict for all number lists)
+  prefixes: prefix     -> Membership   (one dict for all segment lists; prefixes of 3..7 digits)
+A recipient costs one dict lookup for its number and one per prefix length that occurs in the
+segment lists (at most five), however many lists and entries there are.
+
+A Membership says which lists hold the key and what that means for the scoped facts. Keys held
+by the same set of lists share one Membership object, so a million entries cost a million dict
+slots and keys, not a million small objects.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import sqlite_utils
+
+from ..rules.model import NumberList
+from .numbers import iter_numbers, normalize_number, number_key, open_number_file
+
+SEGMENT_PREFIX_LENGTHS = range(3, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    ids: tuple[str, ...]            # ids of the lists holding the key, sorted
+    is_global: bool                 # one of them has scope global
+    accounts: frozenset[str]        # accounts of the scope-customer lists among them
+    channels: frozenset[str]        # channels of the scope-channel lists among them
+
+
+def _membership(lists: Iterable[NumberList]) -> Membership:
+    lists = list(lists)
+    return Membership(
+        ids=tuple(sorted({lst.id for lst in lists})),
+        is_global=any(lst.scope == "global" for lst in lists),
+        accounts=frozenset(lst.account for lst in lists if lst.scope == "customer" and lst.account),
+        channels=frozenset(lst.channel for lst in lists if lst.scope == "channel" and lst.channel),
+    )
+
+
+def iter_entries(lst: NumberList, source_dir: str | Path = "") -> Iterator[str]:
+    """The list's entries, then the lines of its entry files (paths relative to the rules
+    folder), streamed."""
+    yield from lst.entries
+    for name in lst.files:
+        path = Path(source_dir) / name
+        bad: list[int] = []
+        try:
+            with open_number_file(path) as f:
+                yield from iter_numbers(f, bad)
+        except OSError as e:
+            raise ValueError(f"list {lst.id}: cannot read entry file {path}: {e.strerror}") from None
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise ValueError(f"list {lst.id}: {path}: line(s) {', '.join(map(str, bad[:5]))}{more} "
+                             "hold no number")
+
+
+def _entry_key(entry: str) -> int | str:
+    return number_key(normalize_number(entry)[0])
+
+
+class ListIndex:
+    def __init__(self, lists: Iterable[NumberList], source_dir: str | Path = ""):
+        self.numbers: dict[int | str, Membership] = {}
+        self.prefixes: dict[str, Membership] = {}
+        self.api_entries: dict[str, list[str]] = {}   # scope-api number lists: the API blacklist's seed
+        # Membership of the union {old lists} + {one more list}; keys in the same lists share it
+        members: dict[tuple[str, ...], Membership] = {}
+        by_id: dict[str, NumberList] = {}
+
+        def grow(old: Membership | None, lst: NumberList) -> Membership:
+            ids = (lst.id,) if old is None else tuple(sorted({*old.ids, lst.id}))
+            m = members.get(ids)
+            if m is None:
+                m = members[ids] = _membership(by_id[i] for i in ids)
+            return m
+
+        for lst in lists:
+            by_id[lst.id] = lst
+            entries = iter_entries(lst, source_dir)
+            if lst.kind == "segments":
+                for prefix in entries:
+                    if not (prefix.isdigit() and prefix.isascii() and len(prefix) in SEGMENT_PREFIX_LENGTHS):
+                        raise ValueError(f"list {lst.id}: segment entry {prefix!r} is not 3 to 7 digits")
+                    self.prefixes[prefix] = grow(self.prefixes.get(prefix), lst)
+                continue
+            if lst.kind != "numbers":
+                raise ValueError(f"list {lst.id}: kind must be numbers or segments, not {lst.kind!r}")
+            if lst.scope == "api":
+                entries = self.api_entries[lst.id] = list(entries)
+            keys = map(_entry_key, entries)
+            if not self.numbers:  # the first (often the only big) list: all keys share one value
+                self.numbers = dict.fromkeys(keys, grow(None, lst))
+                continue
+            index = self.numbers
+            only = grow(None, lst)
+            upgraded: dict[Membership, Membership] = {}
+            for key in keys:
+                old = index.get(key)
+                if old is None:
+                    index[key] = only
+                else:
+                    new = upgraded.get(old)
+                    if new is None:
+                        new = upgraded[old] = grow(old, lst)
+                    index[key] = new
+        self.prefix_lengths = tuple(sorted({len(p) for p in self.prefixes}))
+
+    def number(self, key: int | str) -> Membership | None:
+        return self.numbers.get(key)
+
+    def segment(self, number: str) -> list[Membership]:
+        """Memberships of every listed prefix of the number (shortest first)."""
+        get = self.prefixes.get
+        return [m for m in (get(number[:n]) for n in self.prefix_lengths) if m is not None]
+
+
+class ApiBlacklist:
+    """Numbers blocked through the admin API; a set in memory, persisted in SQLite.
+
+    Reads (`contains`) take no lock: a set membership test is atomic in CPython. Writes update
+    the database first and the set after commit, under one lock, so the set never holds what
+    the database does not.
+
+    Scope-api lists of the policy seed it (`seed`): each (list, number) pair is added once, ever,
+    so a number an operator removed through the API stays removed when the policy is reloaded,
+    while entries newly added to such a list do reach the blacklist.
+    """
+
+    def __init__(self, path: str | Path):
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+        self._db = sqlite_utils.Database(conn)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._table = self._db.table("api_blacklist")
+        self._table.create({"number": str, "added_at": str, "source": str}, pk="number",
+                           if_not_exists=True)
+        self._seeded = self._db.table("api_blacklist_seeded")
+        self._seeded.create({"list_id": str, "number": str}, pk=("list_id", "number"),
+                            if_not_exists=True)
+        self._lock = threading.Lock()
+        self._keys: set[int | str] = {number_key(r[0]) for r in
+                                       self._db.execute("select number from api_blacklist")}
+
+    @staticmethod
+    def _normalize(numbers: Iterable[str]) -> list[str]:
+        out, bad = [], []
+        for raw in numbers:
+            number, digits = normalize_number(raw)
+            (out if digits else bad).append(number)
+        if bad:
+            raise ValueError(f"not phone numbers: {', '.join(map(repr, bad[:5]))}"
+                             + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+        return out
+
+    def add(self, numbers: Iterable[str], source: str = "api") -> int:
+        """Adds the numbers (any accepted prefix form); returns how many were new."""
+        numbers = self._normalize(numbers)
+        now = _utcnow()
+        with self._lock:
+            new = sorted({n for n in numbers if number_key(n) not in self._keys})
+            if new:
+                with self._db.atomic():
+                    self._table.insert_all(({"number": n, "added_at": now, "source": source}
+                                            for n in new), ignore=True)
+                self._keys.update(number_key(n) for n in new)
+            return len(new)
+
+    def remove(self, numbers: Iterable[str]) -> int:
+        """Removes the numbers; returns how many were listed."""
+        numbers = self._normalize(numbers)
+        with self._lock:
+            gone = sorted({n for n in numbers if number_key(n) in self._keys})
+            if gone:
+                with self._db.atomic():
+                    self._db.conn.executemany("delete from api_blacklist where number = ?",
+                                              [(n,) for n in gone])
+                self._keys.difference_update(number_key(n) for n in gone)
+            return len(gone)
+
+    def seed(self, entries: dict[str, Iterable[str]]) -> int:
+        """Adds list entries not seeded before (list id -> numbers); returns how many were new."""
+        now = _utcnow()
+        added: set[str] = set()
+        with self._lock:
+            with self._db.atomic():
+                for list_id, numbers in entries.items():
+                    numbers = sorted(set(self._normalize(numbers)))
+                    done = {r[0] for r in self._db.execute(
+                        "select number from api_blacklist_seeded where list_id = ?", [list_id])}
+                    fresh = [n for n in numbers if n not in done]
+                    if not fresh:
+                        continue
+                    self._seeded.insert_all(({"list_id": list_id, "number": n} for n in fresh),
+                                            ignore=True)
+                    new = [n for n in fresh if number_key(n) not in self._keys and n not in added]
+                    self._table.insert_all(({"number": n, "added_at": now, "source": f"list:{list_id}"}
+                                            for n in new), ignore=True)
+                    added.update(new)
+            self._keys.update(number_key(n) for n in added)
+        return len(added)
+
+    def contains(self, number: str) -> bool:
+        return number_key(number) in self._keys
+
+    def contains_key(self, key: int | str) -> bool:
+        return key in self._keys
+
+    @property
+    def size(self) -> int:
+        return len(self._keys)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.conn.close()
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
