@@ -140,6 +140,14 @@ class DecisionLog:
             self._pending += 1
         return True
 
+    def has_room(self) -> bool:
+        """Whether a decision made now can be logged: asked before evaluating, so that with
+        fail_closed nothing is counted or debited for a decision the log would then refuse.
+        With "block" append() waits for room instead, so the answer is always yes."""
+        if self.on_overflow != "fail_closed":
+            return True
+        return self.healthy and self._pending < self.queue_max
+
     @property
     def pending(self) -> int:
         """Decisions accepted by append() and not yet durable."""

@@ -1,0 +1,83 @@
+"""What the counter stores take and give back, and the interface both backends implement."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+IDEMPOTENCY_TTL = 86400  # seconds a request id is remembered: the retry horizon the issue promises
+
+
+class CounterStoreError(RuntimeError):
+    """The charge failed, or its outcome is unknown (Redis reply lost). Retrying with the same
+    request id is safe either way: it is applied at most once."""
+
+
+@dataclass(frozen=True)
+class Increment:
+    """One counter a recipient must fit into, and how much it adds.
+
+    `key` names the counter bucket and always ends in ":<bucket index>". A fixed window is a key
+    that expires with its window. A sliding window (`span` > 1) reads the sum of the `span`
+    consecutive buckets ending at `key` (same prefix, indexes bucket-span+1 .. bucket) and adds
+    only to `key`; see policy.counters.keys for the bucket widths. `span` is an addition to the
+    original contract; it defaults to 1 (fixed window).
+    """
+    key: str
+    amount: int
+    limit: int
+    ttl_seconds: int
+    limit_id: str
+    code: str
+    window_start: int  # epoch seconds: start of the window the value is counted over
+    span: int = 1
+
+
+@dataclass
+class RecipientCharge:
+    index: int                     # the recipient's position in the request
+    increments: list[Increment]
+    segments: int                  # billed segments if the recipient is accepted
+
+
+@dataclass
+class ChargeResult:
+    ok_indexes: list[int]                          # recipients whose increments were applied
+    rejected: dict[int, tuple[str, str]]           # index -> (code, limit_id) of its first breach
+    values: list[tuple[str, int, int, str]]        # (key, value_before, limit, limit_id), in read order
+    balance_after: int | None = None               # debit account's balance after the charge
+    insufficient_balance: bool = False             # True: nothing at all was applied
+    replayed: bool = False                         # the request id was charged before
+    stored_response: bytes | None = field(default=None, repr=False)
+
+
+class CounterStore(Protocol):
+    def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
+               price_per_segment: int, now: float) -> ChargeResult:
+        """Check and apply every recipient's increments, and debit, in one atomic step.
+
+        Recipients in order; one is accepted only if all its increments fit (policy.counters.walk).
+        With a debit account (prepaid; None = postpaid, never refused) the debit is price x the
+        accepted recipients' segments; if the balance is lower nothing at all is applied and
+        insufficient_balance is set. The outcome is recorded under request_id in the same
+        transaction/script: charging a known id again applies nothing and returns the recorded
+        outcome with replayed=True (plus the answer remember()ed for it, if any).
+        Raises CounterStoreError when the store cannot answer.
+        """
+
+    def remember(self, request_id: str, response: bytes, ttl_seconds: int = IDEMPOTENCY_TTL,
+                 now: float | None = None) -> None:
+        """Attach the serialized answer to a request id; a later charge() replays it."""
+
+    def recall(self, request_id: str, now: float | None = None) -> ChargeResult | None:
+        """What charge() would replay for a known request id (replayed=True), else None. Read-only:
+        lets the daemon answer a retry before evaluating rules again."""
+
+    def balance(self, account: str) -> int | None: ...
+
+    def top_up(self, account: str, amount: int) -> int: ...
+
+    def set_opening_balance(self, account: str, amount: int) -> bool: ...
+
+    def peek(self, keys: list[str]) -> dict[str, int]: ...
+
+    def close(self) -> None: ...

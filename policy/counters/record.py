@@ -1,0 +1,39 @@
+"""The outcome of a charge as stored with its request id, so a retry gets the same answer.
+
+Both backends write the same JSON (the Redis Lua script builds it with cjson), so one decoder
+serves both. Lua's cjson writes an empty list as `{}`; `or []` below reads both spellings.
+"""
+from __future__ import annotations
+
+import json
+
+from .model import ChargeResult
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def encode(result: ChargeResult) -> str:
+    doc = {
+        "ok": result.ok_indexes,
+        "rej": [[i, code, limit_id] for i, (code, limit_id) in result.rejected.items()],
+        "val": result.values,
+        "insuff": result.insufficient_balance,
+    }
+    if result.balance_after is not None:
+        doc["bal"] = result.balance_after
+    return _encoder.encode(doc)
+
+
+def decode(text: str | bytes | None, *, replayed: bool, stored_response: bytes | None) -> ChargeResult:
+    """A ChargeResult from a stored record; no record (only a remembered answer) reads as empty."""
+    doc = json.loads(text) if text else {}
+    bal = doc.get("bal")
+    return ChargeResult(
+        ok_indexes=[int(i) for i in doc.get("ok") or []],
+        rejected={int(i): (code, limit_id) for i, code, limit_id in doc.get("rej") or []},
+        values=[(key, int(before), int(limit), limit_id) for key, before, limit, limit_id in doc.get("val") or []],
+        balance_after=None if bal is None else int(bal),
+        insufficient_balance=bool(doc.get("insuff", False)),
+        replayed=replayed,
+        stored_response=stored_response,
+    )
