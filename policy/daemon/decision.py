@@ -52,3 +52,5 @@ class Decision:
     # kept for the decision log and explain; not sent unless asked
     facts: dict = field(default_factory=dict)
     trace: list[tuple[str, int, bool, str, str, int]] = field(default_factory=list)
+    # the serialized answer: remembered for retries of the same request id
+    stored_response: bytes = b""

@@ -7,15 +7,15 @@ Order of checks (the first failing one answers): 1 malformed packet, 3 unknown a
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
-import struct
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+from gateway.cmpp.auth import authenticator_ismg, authenticator_source, timestamp_to_datetime
 
 from ..rules.model import Account
 
@@ -34,32 +34,6 @@ class LoginResult:
     session_id: str = ""
     lease_seconds: int = 0
     server_version: int = SERVER_VERSION
-
-
-def authenticator_source(account_id: str, secret: str, timestamp: int) -> bytes:
-    addr = account_id.encode("ascii", "replace")[-6:].ljust(6, b"\0")
-    return hashlib.md5(addr + b"\0" * 9 + secret.encode() + b"%010d" % timestamp).digest()
-
-
-def authenticator_ismg(status: int, auth_source: bytes, secret: str, version: int) -> bytes:
-    wire_status = struct.pack(">I", status) if version >= 0x30 else bytes([status & 0xFF])
-    return hashlib.md5(wire_status + auth_source + secret.encode()).digest()
-
-
-def timestamp_to_datetime(ts: int, now: datetime) -> datetime | None:
-    """MMDDHHMMSS (no year): the candidate date nearest to `now`, or None when impossible."""
-    text = "%010d" % ts
-    month, day, hour, minute, second = (int(text[i:i + 2]) for i in range(0, 10, 2))
-    best = None
-    for year in (now.year - 1, now.year, now.year + 1):
-        try:
-            cand = now.replace(year=year, month=month, day=day, hour=hour, minute=minute,
-                               second=second, microsecond=0)
-        except ValueError:
-            continue
-        if best is None or abs((cand - now).total_seconds()) < abs((best - now).total_seconds()):
-            best = cand
-    return best
 
 
 class Sessions:
@@ -137,8 +111,11 @@ class LoginPolicy:
         if access_mode == "cmpp":
             if auth_source != authenticator_source(account.id, account.secret, timestamp):
                 return LoginResult(AUTH, "authenticator does not match")
-            when = timestamp_to_datetime(timestamp, local_now)
-            if when is None or abs((when - local_now).total_seconds()) > self.clock_skew:
+            try:
+                skew = abs((timestamp_to_datetime(timestamp, local_now) - local_now).total_seconds())
+            except ValueError:
+                skew = float("inf")
+            if skew > self.clock_skew:
                 return LoginResult(AUTH, "timestamp too far from the gateway's clock")
             if not self._first_use(auth_source, now):
                 return LoginResult(AUTH, "authenticator already used (replayed login)")
@@ -147,7 +124,6 @@ class LoginPolicy:
         if not account.channels:
             return LoginResult(OTHER, "account has no channel to send through")
         if account.billing == "prepaid" and self.counters is not None:
-            self.counters.set_opening_balance(account.id, account.balance)
             balance = self.counters.balance(account.id)
             if balance is not None and balance <= 0:
                 return LoginResult(BALANCE, "prepaid balance exhausted")

@@ -17,11 +17,11 @@ import time
 import uuid
 from datetime import datetime
 
-from ..counters import RecipientCharge
-from ..counters.keys import increments_for
+from ..counters import CounterStoreError, RecipientCharge
 from ..engine import EngineError
 from ..rules.model import Account, Rule
 from ..submission import Submission
+from .convert import decision_to_response
 from .decision import (ACCEPT, BALANCE_CODE, HOLD, INTERNAL_ERROR, REJECT, UNDEFINED_ERROR,
                        Decision, Match, RecipientResult)
 from .runtime import LoadedPolicy, Runtime
@@ -48,6 +48,13 @@ class Pipeline:
         now = self.clock() if now is None else now
         started = time.perf_counter()
 
+        # a retried request id gets the answer it got the first time, and counts nothing again
+        if self.counters is not None:
+            prior = self.counters.recall(sub.request_id, now)
+            if prior is not None and prior.stored_response:
+                return Decision(decision_id="", request_id=sub.request_id, rules_version="",
+                                replayed=True, stored_response=prior.stored_response)
+
         # 1. normalize
         account = loaded.policy.accounts.get(sub.account_id)
         if account is None:
@@ -72,12 +79,19 @@ class Pipeline:
             for i, raw in enumerate(sub.destinations):
                 decision.recipients.append(
                     self._recipient_stage(loaded, sub, account, mfacts, i, raw, decision, explain))
+            if self.decision_log is not None and not self.decision_log.has_room():
+                # fail closed: a decision that cannot be logged is not made; nothing is counted
+                self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
+                return decision
             # 4. limits and balance
             if self.counters is not None:
                 self._limits(loaded, sub, account, mfacts, local_now, now, decision)
 
-        # 5. log, 6. answer
+        # 5. log, 6. answer (a charged request keeps its answer for retries)
         self._log(sub, decision, now, mfacts)
+        if self.counters is not None and decision.submit_result == 0:
+            decision.stored_response = decision_to_response(decision).SerializeToString()
+            self.counters.remember(sub.request_id, decision.stored_response, now=now)
         if self.metrics:
             self.metrics.observe(decision, time.perf_counter() - started)
         return decision
@@ -156,21 +170,16 @@ class Pipeline:
         for i, r in enumerate(decision.recipients):
             if r.action == REJECT:
                 continue
-            incs = increments_for(loaded.policy.limits, account.id, r.channel_id, r.normalized,
-                                  content_hash, decision.segments, local_now)
+            incs = loaded.limits.increments(account.id, r.channel_id, r.normalized, content_hash,
+                                            decision.segments, local_now)
             charges.append(RecipientCharge(index=i, increments=incs, segments=decision.segments))
         debit = account.id if account.billing == "prepaid" else None
         try:
-            if debit:
-                self.counters.set_opening_balance(account.id, account.balance)
             res = self.counters.charge(sub.request_id, charges, debit, account.price, now)
-        except Exception:  # noqa: BLE001 - no counter store, no sending: fail closed per recipient
-            log.exception("counter store failed for %s", sub.request_id)
-            for r in decision.recipients:
-                if r.action != REJECT:
-                    r.action, r.code, r.rule_id = REJECT, INTERNAL_ERROR, ""
-                    r.reason = "counter store unavailable"
-            return
+        except CounterStoreError as e:
+            # unknown outcome: the front-end answers flow control and the customer retries with
+            # the same request id, which the store applies at most once
+            raise CountersUnavailable(str(e)) from e
         decision.counters = list(res.values)
         if res.insufficient_balance:
             decision.submit_result = BALANCE_CODE
@@ -212,9 +221,14 @@ class Pipeline:
                                for r in decision.recipients],
             },
         }
-        if not self.decision_log.append(record):
-            raise DecisionLogUnavailable("decision log cannot keep up (log_overflow=fail_closed)")
+        if not self.decision_log.append(record):  # lost the race for the last queue slot
+            self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
+
+    @staticmethod
+    def _fail_closed(decision: Decision, reason: str) -> None:
+        for r in decision.recipients:
+            r.action, r.code, r.rule_id, r.channel_id, r.reason = REJECT, INTERNAL_ERROR, "", "", reason
 
 
-class DecisionLogUnavailable(RuntimeError):
-    pass
+class CountersUnavailable(RuntimeError):
+    """The counter store cannot answer; nothing may be sent unchecked."""

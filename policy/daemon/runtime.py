@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from ..counters import LimitPlan
 from ..engine.durable_engine import DurableRules
 from ..engine.validate import validate_rules_in_subprocess
 from ..facts.builder import FactBuilder
@@ -36,6 +37,7 @@ class LoadedPolicy:
     facts: FactBuilder
     submit_rules: DurableRules
     recipient_rules: DurableRules
+    limits: LimitPlan
     tz: ZoneInfo
     loaded_at: float
 
@@ -91,7 +93,6 @@ class Runtime:
         return self._file_blacklist
 
     def _build(self, policy: PolicySet) -> LoadedPolicy:
-        self.api_blacklist.seed(policy.lists.values())
         facts = FactBuilder(policy, self.segments, self.api_blacklist, self._file_list_for(policy))
         submit = [r for r in policy.rules if r.stage == "submit"]
         recipient = [r for r in policy.rules if r.stage == "recipient"]
@@ -101,6 +102,7 @@ class Runtime:
             facts=facts,
             submit_rules=DurableRules(submit, f"submit-{tag}", self.shard_size),
             recipient_rules=DurableRules(recipient, f"recipient-{tag}", self.shard_size),
+            limits=LimitPlan(policy.limits),
             tz=ZoneInfo(policy.platform.timezone),
             loaded_at=time.time(),
         )

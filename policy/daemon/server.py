@@ -70,11 +70,13 @@ class Daemon:
             self.versions = VersionStore(settings.path("versions.db"))
         except ImportError:
             pass
+        self.counters = make_counters(settings)
         self.runtime = Runtime(settings.rules_dir, settings.data_dir, settings.segment_db,
                                settings.shard_size, settings.validate_timeout,
                                on_loaded=self._on_loaded)
-        self.counters = make_counters(settings)
         self.decision_log = make_decision_log(settings, self.metrics)
+        log_ = self.decision_log
+        self.metrics.log_failures.set_function(lambda: log_.write_failures + log_.overflows)
         self.pipeline = Pipeline(self.runtime, self.counters, self.decision_log, self.metrics)
         self.login = LoginPolicy(self.runtime, Sessions(settings.session_lease_seconds),
                                  self.counters, settings.login_clock_skew)
@@ -85,6 +87,9 @@ class Daemon:
 
     def _on_loaded(self, loaded) -> None:
         self.metrics.set_version(loaded.version)
+        for account in loaded.policy.accounts.values():
+            if account.billing == "prepaid":  # only the first load sets it; top-ups and debits stay
+                self.counters.set_opening_balance(account.id, account.balance)
         if self.versions is not None:
             self.versions.put(loaded.version, _policy_files(self.settings.rules_dir, loaded.policy))
 

@@ -9,7 +9,7 @@ import grpc
 from ..api.v1 import policy_pb2 as pb
 from ..api.v1 import policy_pb2_grpc as pb_grpc
 from .convert import InvalidRequest, decision_to_response, submission_from_request
-from .pipeline import DecisionLogUnavailable, Pipeline, UnknownAccount
+from .pipeline import CountersUnavailable, Pipeline, UnknownAccount
 
 log = logging.getLogger("smspolicy.service")
 
@@ -29,8 +29,12 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except UnknownAccount as e:
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))
-        except DecisionLogUnavailable as e:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+        except CountersUnavailable as e:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"counter store unavailable: {e}")
+        if decision.replayed:
+            resp = pb.EvaluateResponse.FromString(decision.stored_response)
+            resp.replayed = True
+            return resp
         return decision_to_response(decision, req.explain)
 
     def Evaluate(self, request, context):
@@ -84,11 +88,11 @@ class AdminService(pb_grpc.AdminServiceServicer):
 
     def UpdateApiBlacklist(self, request, context):
         bl = self.runtime.api_blacklist
-        for i, n in enumerate(list(request.add) + list(request.remove)):
-            if not n or len(n) > 32:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove[{i}]: not a phone number")
-        if request.add:
-            bl.add(request.add)
-        if request.remove:
-            bl.remove(request.remove)
+        try:
+            if request.add:
+                bl.add(request.add)
+            if request.remove:
+                bl.remove(request.remove)
+        except ValueError as e:  # a non-number: nothing was written
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove: {e}")
         return pb.UpdateApiBlacklistResponse(size=bl.size)

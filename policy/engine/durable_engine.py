@@ -1,0 +1,283 @@
+"""The rules of one stage compiled into durable_rules rulesets and evaluated through its C core.
+
+How durable_rules is used (every point measured, see /work/shared/reference/durable_rules.md):
+
+* The C extension is called directly; durable.lang and the stock Host start timer threads that
+  steal pending actions. No Python action runs: a message is asserted as a *fact*, the queued
+  actions are drained with start_action_for_state / complete_and_start_action only to read the
+  rule names, and the fact is retracted. Facts (not events) so that every matching rule fires.
+* One lock per evaluator serializes assert -> drain -> retract: all messages share the engine's
+  state "0", and unserialized threads pick up each other's actions (wrong results, no error).
+* Rules are packed into shards of at most `shard_size` rules, MAX_SHARD_TESTS fact tests and
+  MAX_SHARD_NODES compared values, far below the limits where the engine fails (more than 64
+  tests matching at once: error 303), hangs (more than 511 tests under one node) or crashes
+  (256 rules sharing one test).
+* A rule made only of "absent" tests ($nex) also matches the engine's own state fact and fires
+  forever, so such rules also require `_m`, a field every message carries.
+* `$or` branches fire a rule once per true branch; hits are collected as a set.
+* Text tests (`contains` on a str fact, `matches`) are not given to durable_rules: its regex
+  compiler builds wrong automata (dialect.py). They are evaluated by textmatch.py and reach the
+  rules as boolean fields `_t<n>`, present only when the fact is.
+* A rule's YAML priority p becomes `pri` 65535 - p (durable fires low `pri` first); the result is
+  sorted by (-priority, index) here anyway, durable's tie order is not promised.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Sequence
+
+import durable_rules_engine as _dre
+
+from ..rules.conditions import All, Any_
+from ..rules.model import Rule
+from . import EngineError, RuleCompileError, RulesClosed
+from .semantics import Prepared, Test, facts_read, prepare_rules, read_facts
+from .textmatch import TextMatcher
+
+MAX_SHARD_TESTS = 60
+MAX_SHARD_NODES = 400
+GUARD = "_m"                # present in every message; the companion of every $nex
+NOT_HANDLED = 1             # assert_fact: no rule matched, nothing stored
+
+_COMPARE = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+class DurableRules:
+    """Every rule of `rules` that matches a flat facts dict, evaluated by durable_rules."""
+
+    def __init__(self, rules: Sequence[Rule], name: str, shard_size: int = 48, *,
+                 shard_tests: int = MAX_SHARD_TESTS, shard_nodes: int = MAX_SHARD_NODES):
+        """`shard_tests` / `shard_nodes` bound the fact tests and compared values per ruleset; raising
+        them past the defaults lets a rule set reach the engine's crash and hang limits."""
+        if shard_size < 1:
+            raise ValueError("shard_size must be at least 1")
+        prepared = prepare_rules(rules)
+        self.name = name
+        self._rules = [p.rule for p in prepared]
+        order = sorted(range(len(prepared)), key=lambda i: (-self._rules[i].priority, self._rules[i].index))
+        self._rank = [0] * len(order)
+        for position, i in enumerate(order):
+            self._rank[i] = position
+        self._ordered = [self._rules[i] for i in order]
+
+        self._probes: dict[tuple[str, str, str], str] = {}       # (fact key, kind, value) -> field
+        definitions = [self._definition(i, p) for i, p in enumerate(prepared)]
+        self._plain = [f for f in facts_read(prepared) if self._uses_plain(prepared, f[0])]
+        self._read = facts_read(prepared)
+        self._text = self._text_matchers()
+
+        self._lock = threading.Lock()
+        self._closed = False
+        self._shards: list[_Shard] = []
+        try:
+            for k, members in enumerate(_pack(prepared, shard_size, shard_tests, shard_nodes)):
+                self._shards.append(_Shard(f"{name}/{k}", {f"r{i}": definitions[i] for i in members},
+                                           [self._rules[i] for i in members]))
+        except BaseException:
+            self._delete_shards()
+            raise
+
+    def match(self, facts: dict) -> list[Rule]:
+        """Every matching rule (enforce and shadow), sorted by (-priority, index).
+
+        Raises FactTypeError (an EngineError) for a fact of the wrong type, EngineError when the
+        engine fails on this message (the evaluator stays usable), RulesClosed after close().
+        """
+        payload = self._payload(read_facts(facts, self._read))
+        hits: set[int] = set()
+        with self._lock:
+            if self._closed:
+                raise RulesClosed(f"rules '{self.name}' were closed")
+            for shard in self._shards:
+                shard.collect(payload, hits)
+        rank = self._rank
+        return [self._ordered[r] for r in sorted(rank[i] for i in hits)]
+
+    def close(self) -> None:
+        """Delete the rulesets once no match() is running; later match() raises RulesClosed."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._delete_shards()
+
+    @property
+    def shard_count(self) -> int:
+        return len(self._shards)
+
+    # -- compiling -----------------------------------------------------------------------------
+
+    def _definition(self, i: int, p: Prepared) -> dict:
+        expr = self._expr(p.tree)
+        if _has_absent_test(expr):
+            expr = {"$and": [{"$ex": {GUARD: 1}}, expr]}
+        return {"all": [{"m": expr}], "pri": 65535 - p.rule.priority}
+
+    def _expr(self, tree) -> dict:
+        if isinstance(tree, All):
+            items = [self._expr(t) for t in tree.items]
+            return items[0] if len(items) == 1 else {"$and": items}
+        if isinstance(tree, Any_):
+            items = [self._expr(t) for t in tree.items]
+            return items[0] if len(items) == 1 else {"$or": items}
+        t: Test = tree
+        if t.is_text:
+            positive = t.op in ("contains", "matches")
+            kind = "contains" if t.op.endswith("contains") else "matches"
+            field = self._probes.setdefault((t.key, kind, t.value), f"_t{len(self._probes)}")
+            return {field: positive}
+        if t.op == "eq":
+            return {t.key: t.value}
+        if t.op in _COMPARE:
+            return {_COMPARE[t.op]: {t.key: t.value}}
+        if t.op == "in":
+            items = [{t.key: v} for v in t.value]
+            return items[0] if len(items) == 1 else {"$or": items}
+        if t.op == "not_in":
+            items = [{"$neq": {t.key: v}} for v in t.value]
+            return items[0] if len(items) == 1 else {"$and": items}
+        if t.op == "contains":          # list membership
+            return {"$iany": {t.key: {"$i": t.value}}}
+        if t.op == "not_contains":      # every item differs; lists carry a "" item so [] counts too
+            return {"$iall": {t.key: {"$neq": {"$i": t.value}}}}
+        if t.op == "exists":
+            return {"$ex" if t.value else "$nex": {t.key: 1}}
+        raise AssertionError(f"unhandled test {t}")
+
+    def _uses_plain(self, prepared: Sequence[Prepared], key: str) -> bool:
+        """Whether a non-text test reads the fact itself (text tests read only their probe fields)."""
+        def walk(tree) -> bool:
+            if isinstance(tree, Test):
+                return tree.key == key and not tree.is_text
+            return any(walk(t) for t in tree.items)
+        return any(walk(p.tree) for p in prepared)
+
+    def _text_matchers(self) -> list[tuple[str, TextMatcher, list[str]]]:
+        by_key: dict[str, list[tuple[tuple[str, str], str]]] = {}
+        for (key, kind, value), field in self._probes.items():
+            by_key.setdefault(key, []).append(((kind, value), field))
+        return [(key, TextMatcher([t for t, _ in probes]), [f for _, f in probes])
+                for key, probes in by_key.items()]
+
+    # -- matching ------------------------------------------------------------------------------
+
+    def _payload(self, values: dict) -> str:
+        out: dict = {GUARD: 1}
+        for key, type_, _name in self._plain:
+            v = values.get(key)
+            if v is not None:
+                out[key] = ["", *v] if type_ == "list" else v
+        for key, matcher, fields in self._text:
+            s = values.get(key)
+            if s is not None:
+                found = matcher.found(s)
+                for j, field in enumerate(fields):
+                    out[field] = j in found
+        return _encode(out)
+
+    def _delete_shards(self) -> None:
+        for shard in self._shards:
+            shard.delete()
+
+
+class _Shard:
+    """One C ruleset; rebuilt from its definition when a failed evaluation may have left it dirty."""
+
+    def __init__(self, name: str, definition: dict, rules: list[Rule]):
+        self.name = name
+        self._json = json.dumps(definition, ensure_ascii=False)
+        try:
+            self._handle: int | None = _dre.create_ruleset(name, self._json)
+        except _dre.error as e:
+            raise RuleCompileError(_culprits(definition, rules, e)) from None
+
+    def collect(self, payload: str, hits: set[int]) -> None:
+        handle = self._handle
+        if handle is None:
+            raise EngineError(f"ruleset {self.name} is unusable since an earlier engine failure")
+        try:
+            code, state = _dre.assert_fact(handle, payload)
+        except Exception as e:
+            self._recover(payload, drained=True)
+            raise EngineError(f"ruleset {self.name}: assert failed: {e}") from e
+        if code == NOT_HANDLED:
+            return
+        if code != 0:
+            # 2 = an identical fact is already held, which the retract below removes
+            self._recover(payload, drained=True)
+            raise EngineError(f"ruleset {self.name}: assert returned code {code}")
+        try:
+            result = _dre.start_action_for_state(handle, state)
+            action = result[1] if result else None
+            while action:
+                hits.add(int(action[3:action.index('"', 3)]))  # '{"r12":{"m":{...}}}'
+                action = _dre.complete_and_start_action(handle, state)
+        except Exception as e:
+            self._recover(payload, drained=False)
+            raise EngineError(f"ruleset {self.name}: reading matches failed: {e}") from e
+        try:
+            _dre.retract_fact(handle, payload)
+        except Exception as e:
+            self._recover(payload, drained=False)
+            raise EngineError(f"ruleset {self.name}: retract failed: {e}") from e
+
+    def delete(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            try:
+                _dre.delete_ruleset(handle)
+            except _dre.error:
+                pass  # already gone (e.g. deleted behind our back); nothing left to free
+
+    def _recover(self, payload: str, drained: bool) -> None:
+        """Leave the shard clean for the next message: retract the fact; if an action was left
+        half-read (its state stays leased and would swallow later matches) or the retract failed,
+        replace the ruleset by a fresh one."""
+        try:
+            _dre.retract_fact(self._handle, payload)
+        except Exception:
+            drained = False
+        if drained:
+            return
+        self.delete()
+        try:
+            self._handle = _dre.create_ruleset(self.name, self._json)
+        except Exception:
+            self._handle = None
+
+
+def _pack(prepared: Sequence[Prepared], shard_size: int, max_tests: int, max_nodes: int) -> list[list[int]]:
+    shards: list[list[int]] = []
+    tests = nodes = 0
+    for i, p in enumerate(prepared):
+        if not shards or len(shards[-1]) >= shard_size or tests + p.tests + 1 > max_tests \
+                or nodes + p.nodes + 1 > max_nodes:
+            shards.append([])
+            tests = nodes = 0
+        shards[-1].append(i)
+        tests += p.tests + 1   # +1: the _m guard a rule may carry
+        nodes += p.nodes + 1
+    return shards
+
+
+def _has_absent_test(expr) -> bool:
+    if isinstance(expr, dict):
+        return "$nex" in expr or any(_has_absent_test(v) for v in expr.values())
+    if isinstance(expr, list):
+        return any(_has_absent_test(v) for v in expr)
+    return False
+
+
+def _culprits(definition: dict, rules: list[Rule], error: Exception) -> list[str]:
+    """Which rules durable_rules refuses, found by compiling each alone."""
+    problems = []
+    for (name, rule_def), rule in zip(definition.items(), rules):
+        try:
+            handle = _dre.create_ruleset(f"check-{rule.id}", json.dumps({name: rule_def}, ensure_ascii=False))
+        except _dre.error as e:
+            where = f"{rule.where}: " if rule.where else ""
+            problems.append(f"{where}rule '{rule.id}': the rules engine refused it ({e})")
+        else:
+            _dre.delete_ruleset(handle)
+    return problems or [f"the rules engine refused a group of {len(rules)} rules together ({error})"]
