@@ -117,7 +117,7 @@ class LoginPolicy:
                 skew = float("inf")
             if skew > self.clock_skew:
                 return LoginResult(AUTH, "timestamp too far from the gateway's clock")
-            if not self._first_use(auth_source, now):
+            if self._used(auth_source, now):
                 return LoginResult(AUTH, "authenticator already used (replayed login)")
         if account.status != "active":
             return LoginResult(STATUS, "account is disabled")
@@ -132,18 +132,23 @@ class LoginPolicy:
         session = self.sessions.open(account.id, account.max_connections, now)
         if session is None:
             return LoginResult(TOO_MANY, f"more than {account.max_connections} connections")
+        if access_mode == "cmpp":
+            self._remember(auth_source, now)
         ismg = authenticator_ismg(OK, auth_source, account.secret, version) if access_mode == "cmpp" else b""
         return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds)
 
-    def _first_use(self, auth_source: bytes, now: float) -> bool:
+    # Only successful logins are remembered: replaying a captured CONNECT within the clock-skew
+    # window is refused, while a client retrying a refused login in the same second is not.
+    def _used(self, auth_source: bytes, now: float) -> bool:
+        with self._seen_lock:
+            return auth_source in self._seen
+
+    def _remember(self, auth_source: bytes, now: float) -> None:
         with self._seen_lock:
             if len(self._seen) > 10_000:
                 horizon = now - 2 * self.clock_skew
                 self._seen = {k: t for k, t in self._seen.items() if t > horizon}
-            if auth_source in self._seen:
-                return False
             self._seen[auth_source] = now
-            return True
 
 
 def _ip_allowed(peer_ip: str, bound: tuple[str, ...]) -> bool:

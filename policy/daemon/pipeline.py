@@ -50,7 +50,10 @@ class Pipeline:
 
         # a retried request id gets the answer it got the first time, and counts nothing again
         if self.counters is not None:
-            prior = self.counters.recall(sub.request_id, now)
+            try:
+                prior = self.counters.recall(sub.request_id, now)
+            except Exception as e:  # noqa: BLE001 - the store is down: nothing may go out unchecked
+                raise CountersUnavailable(str(e)) from e
             if prior is not None and prior.stored_response:
                 return Decision(decision_id="", request_id=sub.request_id, rules_version="",
                                 replayed=True, stored_response=prior.stored_response)
@@ -176,7 +179,7 @@ class Pipeline:
         debit = account.id if account.billing == "prepaid" else None
         try:
             res = self.counters.charge(sub.request_id, charges, debit, account.price, now)
-        except CounterStoreError as e:
+        except (CounterStoreError, OSError, ConnectionError) as e:
             # unknown outcome: the front-end answers flow control and the customer retries with
             # the same request id, which the store applies at most once
             raise CountersUnavailable(str(e)) from e

@@ -31,6 +31,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except CountersUnavailable as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"counter store unavailable: {e}")
+        except Exception:  # noqa: BLE001 - never a crash; the front-end answers flow control
+            log.exception("evaluating %s failed", req.request_id)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error while evaluating; see the daemon log")
         if decision.replayed:
             resp = pb.EvaluateResponse.FromString(decision.stored_response)
             resp.replayed = True
@@ -96,3 +99,22 @@ class AdminService(pb_grpc.AdminServiceServicer):
         except ValueError as e:  # a non-number: nothing was written
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove: {e}")
         return pb.UpdateApiBlacklistResponse(size=bl.size)
+
+    def _account(self, account_id: str, context):
+        account = self.runtime.current().policy.accounts.get(account_id)
+        if account is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"account_id: unknown account {account_id!r}")
+        return account
+
+    def GetBalance(self, request, context):
+        account = self._account(request.account_id, context)
+        balance = self.pipeline.counters.balance(account.id) if account.billing == "prepaid" else 0
+        return pb.BalanceResponse(account_id=account.id, balance=balance or 0, billing=account.billing)
+
+    def TopUp(self, request, context):
+        account = self._account(request.account_id, context)
+        if account.billing != "prepaid":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"account_id: {account.id} is postpaid; balances apply to prepaid accounts")
+        balance = self.pipeline.counters.top_up(account.id, request.amount)
+        return pb.BalanceResponse(account_id=account.id, balance=balance, billing=account.billing)

@@ -1,0 +1,155 @@
+"""The CMPP login policy (CONNECT_RESP.Status) through PolicyService.Login, every status code."""
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.cmpp.auth import authenticator_ismg, authenticator_source, timestamp_now
+from policy.api.v1 import policy_pb2 as pb
+from tests.support.procs import DaemonProc
+
+TZ = ZoneInfo("Asia/Shanghai")
+_age = itertools.count()
+
+
+def fresh_ts() -> int:
+    """A CONNECT timestamp within the allowed skew, different for every login of the module
+    (a successful login's authenticator cannot be used twice)."""
+    return timestamp_now(datetime.now(TZ) - timedelta(seconds=next(_age) % 240))
+SECRETS = {"900001": "888888", "900002": "pre-900002", "900003": "off-900003",
+           "900004": "http-900004-secret", "900011": "v3-900011", "900012": "login-900012",
+           "900017": "new-900017"}
+
+
+def login(daemon, account="900001", secret=None, version=0x21, ip="127.0.0.1", ts=None, **kw):
+    ts = fresh_ts() if ts is None else ts
+    auth = authenticator_source(account, SECRETS.get(account, "x") if secret is None else secret, ts)
+    return daemon.policy.Login(pb.LoginRequest(
+        account_id=account, authenticator_source=auth, timestamp=ts, version=version, peer_ip=ip,
+        access_mode=kw.pop("mode", pb.ACCESS_MODE_CMPP), frontend_id="tests", **kw), timeout=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _secrets():
+    text = open("rules/accounts.yaml", encoding="utf-8").read()
+    found = dict(re.findall(r'- id: "(\d+)"\n\s+name: .*\n\s+secret: "([^"]+)"', text))
+    SECRETS.update(found)
+
+
+def test_success_gives_the_ismg_authenticator_and_a_lease(daemon):
+    ts = fresh_ts()
+    resp = login(daemon, ts=ts)
+    assert resp.status == 0 and resp.session_id and resp.lease_seconds > 0
+    auth = authenticator_source("900001", "888888", ts)
+    assert resp.authenticator_ismg == authenticator_ismg(0, auth, "888888", 0x21)
+    daemon.policy.EndSession(pb.SessionRequest(session_id=resp.session_id), timeout=5)
+
+
+@pytest.mark.parametrize("kw,status", [
+    (dict(malformed=True), 1),
+    (dict(ip="10.20.30.40"), 2),
+    (dict(secret="wrong"), 3),
+    (dict(account="999999"), 3),
+    (dict(version=0x30), 4),
+    (dict(account="900004"), 6),
+    (dict(account="900003"), 7),
+    (dict(account="900017"), 5),
+])
+def test_refusals(daemon, kw, status):
+    resp = login(daemon, **kw)
+    assert resp.status == status, resp.reason
+    assert resp.authenticator_ismg == b"" and resp.session_id == ""
+
+
+def test_cmpp_3_only_where_enabled(daemon):
+    resp = login(daemon, account="900011", version=0x30)
+    assert resp.status == 0
+    daemon.policy.EndSession(pb.SessionRequest(session_id=resp.session_id), timeout=5)
+
+
+def test_stale_and_replayed_logins_are_refused(daemon):
+    stale = timestamp_now(datetime.now(TZ) - timedelta(hours=1))
+    assert login(daemon, ts=stale).status == 3
+    ts = fresh_ts()
+    first = login(daemon, ts=ts)
+    assert first.status == 0
+    assert login(daemon, ts=ts).status == 3  # the same CONNECT replayed
+    daemon.policy.EndSession(pb.SessionRequest(session_id=first.session_id), timeout=5)
+
+
+def test_http_account_logs_in_over_http_and_cmpp_account_does_not(daemon):
+    assert login(daemon, account="900004", mode=pb.ACCESS_MODE_HTTP).status == 0
+    assert login(daemon, account="900001", mode=pb.ACCESS_MODE_HTTP).status == 6
+
+
+def test_max_connections_across_front_ends(daemon):
+    sessions = []
+    for i in range(4):  # 900001 allows 4
+        resp = login(daemon)
+        assert resp.status == 0
+        sessions.append(resp.session_id)
+    assert login(daemon).status == 21
+    daemon.policy.EndSession(pb.SessionRequest(session_id=sessions.pop()), timeout=5)
+    again = login(daemon)
+    assert again.status == 0
+    for sid in sessions + [again.session_id]:
+        assert daemon.policy.EndSession(pb.SessionRequest(session_id=sid), timeout=5).ok
+
+
+def test_renewing_an_unknown_session_fails(daemon):
+    assert not daemon.policy.RenewSession(pb.SessionRequest(session_id="nope"), timeout=5).ok
+
+
+def _window_excluding_now() -> str:
+    now = datetime.now(TZ)
+    start, end = now + timedelta(hours=2), now + timedelta(hours=3)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    """A daemon where 900012's login window and 900013's send window exclude the present."""
+    d = DaemonProc(tmp_path_factory.mktemp("windowed"), extra=[])
+    d.stop()
+    path = d.rules_dir / "accounts.yaml"
+    text = path.read_text(encoding="utf-8")
+    window = _window_excluding_now()
+    text = text.replace('login_window: "09:00-18:00"', f'login_window: "{window}"')
+    text = text.replace('send_window: "08:00-20:00"', f'send_window: "{window}"')
+    path.write_text(text, encoding="utf-8")
+    d.start()
+    yield d
+    d.stop()
+
+
+def test_login_window(windowed):
+    assert login(windowed, account="900012").status == 16
+
+
+def test_send_window_gives_submit_result_16(windowed):
+    from tests.e2e.grpc_helpers import request
+    resp = windowed.policy.Evaluate(request(account="900013", src_id="106900013"), timeout=10)
+    assert (resp.submit_result, resp.submit_rule_id) == (16, "submit-send-window")
+
+
+def test_prepaid_balance_at_zero_refuses_login_and_a_short_balance_refuses_submit(windowed):
+    from tests.e2e.grpc_helpers import request
+    admin = windowed.admin
+    bal = admin.GetBalance(pb.BalanceRequest(account_id="900002"), timeout=5)
+    assert (bal.billing, bal.balance) == ("prepaid", 100)
+    # 3 fen left, a segment costs 5: the submit is refused and nothing is debited
+    admin.TopUp(pb.TopUpRequest(account_id="900002", amount=-97), timeout=5)
+    resp = windowed.policy.Evaluate(request(account="900002", src_id="106900002", fee_code="10"), timeout=10)
+    assert resp.submit_result == 15 and not resp.recipients
+    assert admin.GetBalance(pb.BalanceRequest(account_id="900002"), timeout=5).balance == 3
+    admin.TopUp(pb.TopUpRequest(account_id="900002", amount=-3), timeout=5)
+    assert login(windowed, account="900002").status == 15
+    # topped up again: login and submit pass, and the submit is debited per segment
+    assert admin.TopUp(pb.TopUpRequest(account_id="900002", amount=50), timeout=5).balance == 50
+    resp = windowed.policy.Evaluate(request(account="900002", src_id="106900002", fee_code="10"), timeout=10)
+    assert resp.submit_result == 0 and resp.balance_after == 45
+    assert login(windowed, account="900002").status == 0
