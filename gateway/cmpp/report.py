@@ -16,10 +16,11 @@ def encode_report(report: StatusReport, version: int) -> bytes:
     """The 60-byte (2.x) or 71-byte (3.0) report body."""
     v3 = c.is_v3(version)
     stat = report.stat
-    # Stat is a fixed 7-byte field on every hop; padding or cutting it would turn a code
-    # like "MA:0001" into something no customer's parser recognises.
-    if not (isinstance(stat, str) and len(stat) == 7 and stat.isascii() and stat.isprintable()):
-        raise CmppEncodeError(f"StatusReport.stat must be exactly 7 printable ASCII characters, "
+    # Stat is a fixed 7-byte field on every hop. Cutting a code would turn it into something no
+    # customer's parser recognises, so longer values are refused; the seed's two 6-character
+    # codes (MO:200, MO:201) go out left-aligned and NUL-padded, like every CMPP octet string.
+    if not (isinstance(stat, str) and 1 <= len(stat) <= 7 and stat.isascii() and stat.isprintable()):
+        raise CmppEncodeError(f"StatusReport.stat must be 1 to 7 printable ASCII characters, "
                               f"got {stat!r}")
     fields = (
         report.msg_id,

@@ -427,9 +427,16 @@ def test_report_deliver_round_trip(version):
         done_time="1511120957", dest_terminal_id="13412340000", smsc_sequence=7)
 
 
-@pytest.mark.parametrize("stat", ["DELIVR", "DELIVRDX", "", "MA:000é", "MA\t0001", None])
-def test_stat_must_be_seven_ascii_characters(stat):
-    with pytest.raises(CmppEncodeError, match="exactly 7"):
+def test_six_character_stat_is_nul_padded_on_the_wire():
+    deliver = make_report_deliver(1, 1, 1, "MO:200", datetime(2024, 1, 1), datetime(2024, 1, 1),
+                                  "13800138000", 1, "1069", "svc", V20)
+    assert deliver.msg_content[8:15] == b"MO:200\0"
+    assert parse_report(deliver, V20).stat == "MO:200"
+
+
+@pytest.mark.parametrize("stat", ["DELIVRDX", "", "MA:000é", "MA\t0001", None])
+def test_stat_must_be_one_to_seven_ascii_characters(stat):
+    with pytest.raises(CmppEncodeError, match="1 to 7"):
         make_report_deliver(1, 1, 1, stat, datetime(2024, 1, 1), datetime(2024, 1, 1),
                             "13800138000", 1, "1069", "svc", V30)
 
