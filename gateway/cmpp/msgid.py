@@ -51,13 +51,18 @@ class MsgIdGenerator:
     before the clock catches up, which takes sustained load above 65536 ids/s.
     """
 
-    def __init__(self, gateway_code: int, clock: Callable[[], datetime] = datetime.now):
+    def __init__(self, gateway_code: int, clock: Callable[[], datetime] = datetime.now,
+                 skip_current_second: bool = False):
         _check_gateway_code(gateway_code)
         self._gateway_code = gateway_code
         self._clock = clock
         self._lock = threading.Lock()
         self._second: datetime | None = None
         self._next_seq = 0
+        if skip_current_second:
+            # A process restarted within the second its predecessor last issued ids in would
+            # start that second's sequence at 0 again and repeat them: start with it used up.
+            self._second, self._next_seq = clock().replace(microsecond=0), _SEQ_SPACE
 
     def next(self) -> int:
         return self.next_block(1)[0]

@@ -34,6 +34,7 @@ class LoginResult:
     session_id: str = ""
     lease_seconds: int = 0
     server_version: int = SERVER_VERSION
+    reports_pushed: bool = False
 
 
 class Sessions:
@@ -80,8 +81,6 @@ class LoginPolicy:
         self.counters = counters
         self.clock_skew = clock_skew
         self.clock = clock
-        self._seen: dict[bytes, float] = {}  # recent authenticators: a replayed CONNECT is refused
-        self._seen_lock = threading.Lock()
 
     def login(self, account_id: str, auth_source: bytes, timestamp: int, version: int,
               peer_ip: str, access_mode: str, malformed: bool = False) -> LoginResult:
@@ -115,10 +114,10 @@ class LoginPolicy:
                 skew = abs((timestamp_to_datetime(timestamp, local_now) - local_now).total_seconds())
             except ValueError:
                 skew = float("inf")
+            # A captured CONNECT replays only within the skew; an exact-authenticator guard would
+            # refuse the several connections a client opens in the same second.
             if skew > self.clock_skew:
                 return LoginResult(AUTH, "timestamp too far from the gateway's clock")
-            if self._used(auth_source, now):
-                return LoginResult(AUTH, "authenticator already used (replayed login)")
         if account.status != "active":
             return LoginResult(STATUS, "account is disabled")
         if not account.channels:
@@ -132,23 +131,9 @@ class LoginPolicy:
         session = self.sessions.open(account.id, account.max_connections, now)
         if session is None:
             return LoginResult(TOO_MANY, f"more than {account.max_connections} connections")
-        if access_mode == "cmpp":
-            self._remember(auth_source, now)
         ismg = authenticator_ismg(OK, auth_source, account.secret, version) if access_mode == "cmpp" else b""
-        return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds)
-
-    # Only successful logins are remembered: replaying a captured CONNECT within the clock-skew
-    # window is refused, while a client retrying a refused login in the same second is not.
-    def _used(self, auth_source: bytes, now: float) -> bool:
-        with self._seen_lock:
-            return auth_source in self._seen
-
-    def _remember(self, auth_source: bytes, now: float) -> None:
-        with self._seen_lock:
-            if len(self._seen) > 10_000:
-                horizon = now - 2 * self.clock_skew
-                self._seen = {k: t for k, t in self._seen.items() if t > horizon}
-            self._seen[auth_source] = now
+        return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds,
+                           reports_pushed=bool(account.push_url))
 
 
 def _ip_allowed(peer_ip: str, bound: tuple[str, ...]) -> bool:

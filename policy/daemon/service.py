@@ -60,7 +60,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                                       _ACCESS[request.access_mode], request.malformed)
         return pb.LoginResponse(status=res.status, authenticator_ismg=res.authenticator_ismg,
                                 reason=res.reason, session_id=res.session_id,
-                                lease_seconds=res.lease_seconds, server_version=res.server_version)
+                                lease_seconds=res.lease_seconds, server_version=res.server_version,
+                                reports_pushed=res.reports_pushed)
 
     def RenewSession(self, request, context):
         return pb.SessionResponse(ok=self.login_policy.sessions.renew(request.session_id, time.time()))

@@ -71,14 +71,18 @@ def test_cmpp_3_only_where_enabled(daemon):
     daemon.policy.EndSession(pb.SessionRequest(session_id=resp.session_id), timeout=5)
 
 
-def test_stale_and_replayed_logins_are_refused(daemon):
-    stale = timestamp_now(datetime.now(TZ) - timedelta(hours=1))
-    assert login(daemon, ts=stale).status == 3
+def test_stale_and_future_timestamps_are_refused(daemon):
+    assert login(daemon, ts=timestamp_now(datetime.now(TZ) - timedelta(hours=1))).status == 3
+    assert login(daemon, ts=timestamp_now(datetime.now(TZ) + timedelta(hours=1))).status == 3
+    assert login(daemon, ts=1399999999).status == 3  # month 13: not a date at all
+
+
+def test_connections_opened_in_the_same_second_all_log_in(daemon):
     ts = fresh_ts()
-    first = login(daemon, ts=ts)
-    assert first.status == 0
-    assert login(daemon, ts=ts).status == 3  # the same CONNECT replayed
-    daemon.policy.EndSession(pb.SessionRequest(session_id=first.session_id), timeout=5)
+    first, second = login(daemon, ts=ts), login(daemon, ts=ts)
+    assert (first.status, second.status) == (0, 0)
+    for sid in (first.session_id, second.session_id):
+        daemon.policy.EndSession(pb.SessionRequest(session_id=sid), timeout=5)
 
 
 def test_http_account_logs_in_over_http_and_cmpp_account_does_not(daemon):

@@ -138,3 +138,13 @@ def test_block_size_must_fit_one_second(n):
 def test_gateway_code_must_fit_22_bits():
     with pytest.raises(ValueError):
         MsgIdGenerator(2 ** 22)
+
+
+def test_a_restarted_generator_never_reuses_the_current_second():
+    from datetime import datetime
+    from gateway.cmpp.msgid import MsgIdGenerator, unpack_msg_id
+    now = datetime(2026, 11, 26, 12, 0, 5, 300000)
+    before = MsgIdGenerator(7, clock=lambda: now).next_block(3)
+    after = MsgIdGenerator(7, clock=lambda: now, skip_current_second=True).next_block(3)
+    assert not set(before) & set(after)
+    assert unpack_msg_id(after[0]).second == 6

@@ -1,0 +1,81 @@
+"""Delivery of status reports and MO messages to customers (CMPP_DELIVER), from the store.
+
+One pump per front-end process. It looks at accounts with a live connection only: right away
+when woken (a submit produced reports, a customer logged in) and every `poll` seconds
+otherwise (reports created by the forwarder process, resends). Each DELIVER goes to any
+logged-in connection of the account with room in its window; it stays in the store until the
+DELIVER_RESP arrives, is resent with the same Msg_Id after `report_resend` up to `retries`
+sends, and then waits for the account's next login (store.rearm). A customer that is offline
+simply has its reports waiting in the store, across restarts.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from itertools import cycle
+
+log = logging.getLogger("smspolicy.frontend.reports")
+
+
+class ReportPump:
+    def __init__(self, fe, poll: float):
+        self.fe = fe
+        self.poll = poll
+        self._due: set[str] = set()
+        self._event = asyncio.Event()
+
+    def wake(self, account_id: str) -> None:
+        self._due.add(account_id)
+        self._event.set()
+
+    async def run(self) -> None:
+        next_sweep = 0.0
+        while True:
+            try:
+                await asyncio.wait_for(self._event.wait(), self.poll)
+            except asyncio.TimeoutError:
+                pass
+            self._event.clear()
+            now = time.time()
+            if now >= next_sweep:
+                accounts, next_sweep = set(self.fe.accounts), now + self.poll
+            else:
+                accounts = self._due & self.fe.accounts.keys()
+            self._due.clear()
+            for account in accounts:
+                try:
+                    self.deliver(account, now)
+                except Exception:  # noqa: BLE001 - reports stay stored; the next round retries
+                    log.exception("cannot deliver reports of %s; retrying later", account)
+
+    def deliver(self, account_id: str, now: float) -> int:
+        """Write what is due for the account to its connections; returns the number sent."""
+        s = self.fe.settings
+        live = [x for x in self.fe.accounts.get(account_id, ()) if x.delivery_capacity() > 0]
+        room = sum(x.delivery_capacity() for x in live)
+        if not room:
+            return 0
+        sent = 0
+        store, msgids = self.fe.store, self.fe.msgids
+        kinds = [(store.pending_mo, "send_mo", store.mark_mo_sent)]
+        if not any(x.reports_pushed for x in live):  # else the forwarder's pusher delivers them
+            kinds.insert(0, (store.pending_reports, "send_report", store.mark_reports_sent))
+        for fetch, send, mark in kinds:
+            rows = fetch(account_id, now, room - sent, s.retries)
+            if not rows:
+                continue
+            marks = []
+            targets = cycle(live)
+            for row in rows:
+                session = next(targets)
+                while session.delivery_capacity() <= 0:
+                    session = next(targets)
+                deliver_msg_id = row.deliver_msg_id or msgids.next()
+                getattr(session, send)(row, deliver_msg_id)
+                marks.append((row.id, deliver_msg_id))
+            mark(marks, now + s.report_resend)
+            sent += len(rows)
+            if sent >= room:
+                break
+        return sent

@@ -1,0 +1,101 @@
+"""Status reports and MO: kept until DELIVER_RESP, resent, delivered on any connection of the
+account, waiting for an offline customer across a restart of the front-end."""
+import asyncio
+import sqlite3
+
+from gateway.store import GatewayStore
+from tests.frontend.cmpp_client import DEMO_SIGNATURE, CmppClient, fresh_number, run
+
+TEXT = DEMO_SIGNATURE + "报告测试"
+BLACKLISTED = "13900000001"   # MA:0001
+
+
+def report_state(g, msg_id):
+    with sqlite3.connect(g.store_path) as db:
+        return db.execute("SELECT state, attempts FROM reports WHERE msg_id = ?",
+                          (str(msg_id),)).fetchone()
+
+
+def delivers_for(client, msg_id):
+    return [d for d in client.delivers if d.registered_delivery == 1
+            and client.parse(d).msg_id == msg_id]
+
+
+def test_unacknowledged_report_is_resent_n_times_then_kept_for_the_next_login(gateway):
+    async def go():
+        silent = await CmppClient.logged_in(gateway.port)
+        silent.auto_ack = False
+        resp = await silent.send_text(TEXT, (BLACKLISTED,))
+        await silent.report(resp.msg_id)
+        await asyncio.sleep(3.6)              # report_resend 1 s, retries 3
+        sends = delivers_for(silent, resp.msg_id)
+        await silent.close()
+        back = await CmppClient.logged_in(gateway.port)
+        again = await back.report(resp.msg_id)
+        await asyncio.sleep(0.3)
+        await back.close()
+        return resp, sends, again, back.delivers
+    resp, sends, again, later = run(go())
+    assert len(sends) == 3
+    assert len({d.msg_id for d in sends}) == 1        # resent as the same DELIVER Msg_Id
+    assert again.stat == "MA:0001"
+    assert report_state(gateway, resp.msg_id)[0] == "acked"
+
+
+def test_report_goes_to_another_connection_of_the_account(gateway):
+    async def go():
+        a = await CmppClient.logged_in(gateway.port)
+        b = await CmppClient.logged_in(gateway.port)
+        a.auto_ack = False
+        resp = await a.send_text(TEXT, (BLACKLISTED,))
+        await a.close()                         # whatever a got, it never acknowledged it
+        report = await b.report(resp.msg_id, timeout=4)
+        await asyncio.sleep(0.2)
+        await b.close()
+        return resp, report
+    resp, report = run(go())
+    assert report.stat == "MA:0001"
+    assert report_state(gateway, resp.msg_id)[0] == "acked"
+
+
+def test_held_message_rejected_while_offline_reaches_the_customer_after_a_restart(daemon, make_gateway):
+    g = make_gateway(daemon.target)
+
+    async def submit():
+        client = await CmppClient.logged_in(g.port, "900008", "audit-900008")
+        resp = await client.send_text("人工审核的短信", (fresh_number(),), src_id="106900008")
+        await client.close()
+        return resp
+    resp = run(submit())
+    assert resp.result == 0
+    store = GatewayStore(g.store_path)        # the auditor's tool / the forwarder: another process
+    [held] = store.held_messages()
+    assert held.msg_id == resp.msg_id
+    assert store.reject_held(held.id)
+    store.close()
+    g.restart()
+
+    async def come_back():
+        client = await CmppClient.logged_in(g.port, "900008", "audit-900008")
+        report = await client.report(resp.msg_id)
+        await client.close()
+        return report
+    assert run(come_back()).stat == "MA:0006"
+
+
+def test_mo_message_is_delivered_and_acknowledged(gateway):
+    store = GatewayStore(gateway.store_path)
+    mo_id = store.add_mo("900001", "10690000188", "13912345678", "退订".encode("utf-16-be"), 8)
+    store.close()
+
+    async def go():
+        client = await CmppClient.logged_in(gateway.port)
+        d = await client.wait_deliver(lambda d: d.registered_delivery == 0)
+        await asyncio.sleep(0.2)
+        await client.close()
+        return d
+    d = run(go())
+    assert (d.dest_id, d.src_terminal_id, d.msg_fmt) == ("10690000188", "13912345678", 8)
+    assert d.msg_content.decode("utf-16-be") == "退订"
+    with sqlite3.connect(gateway.store_path) as db:
+        assert db.execute("SELECT state FROM mo WHERE id = ?", (mo_id,)).fetchone() == ("acked",)
