@@ -1,12 +1,14 @@
 """The CMPP login policy, shared by every front-end (CONNECT_RESP.Status codes of the seed table).
 
 Order of checks (the first failing one answers): 1 malformed packet, 3 unknown account,
-6 access mode, 4 version, 2 bound IP, 3 authenticator / stale or replayed timestamp,
-7 account disabled, 5 account unusable (no channel to route to), 15 prepaid balance,
+6 access mode, 4 version, 2 bound IP, 3 authenticator (CMPP) or request signature (HTTP) / stale
+timestamp, 7 account disabled, 5 account unusable (no channel to route to), 15 prepaid balance,
 16 login time window, 21 too many connections, 100 internal error.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 import threading
@@ -35,6 +37,7 @@ class LoginResult:
     lease_seconds: int = 0
     server_version: int = SERVER_VERSION
     reports_pushed: bool = False
+    access_code: str = ""
 
 
 class Sessions:
@@ -83,16 +86,17 @@ class LoginPolicy:
         self.clock = clock
 
     def login(self, account_id: str, auth_source: bytes, timestamp: int, version: int,
-              peer_ip: str, access_mode: str, malformed: bool = False) -> LoginResult:
+              peer_ip: str, access_mode: str, malformed: bool = False,
+              http_signature: bytes = b"", http_string_to_sign: str = "") -> LoginResult:
         try:
             return self._login(account_id, auth_source, timestamp, version, peer_ip, access_mode,
-                               malformed)
+                               malformed, http_signature, http_string_to_sign)
         except Exception:  # noqa: BLE001 - a store behind the login failed: say so, keep serving
             log.exception("login of %r failed", account_id)
             return LoginResult(INTERNAL, "internal error")
 
     def _login(self, account_id, auth_source, timestamp, version, peer_ip, access_mode,
-               malformed) -> LoginResult:
+               malformed, http_signature, http_string_to_sign) -> LoginResult:
         if malformed:
             return LoginResult(MALFORMED, "malformed CONNECT packet")
         loaded = self.runtime.current()
@@ -118,6 +122,11 @@ class LoginPolicy:
             # refuse the several connections a client opens in the same second.
             if skew > self.clock_skew:
                 return LoginResult(AUTH, "timestamp too far from the gateway's clock")
+        else:
+            refused = _http_signature_refused(account.secret, http_signature, http_string_to_sign,
+                                              timestamp, now, self.clock_skew)
+            if refused:
+                return LoginResult(AUTH, refused)
         if account.status != "active":
             return LoginResult(STATUS, "account is disabled")
         if not account.channels:
@@ -133,7 +142,24 @@ class LoginPolicy:
             return LoginResult(TOO_MANY, f"more than {account.max_connections} connections")
         ismg = authenticator_ismg(OK, auth_source, account.secret, version) if access_mode == "cmpp" else b""
         return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds,
-                           reports_pushed=bool(account.push_url))
+                           reports_pushed=bool(account.push_url), access_code=account.access_code)
+
+
+def _http_signature_refused(secret: str, signature: bytes, string_to_sign: str, timestamp: int,
+                            now: float, clock_skew: int) -> str:
+    """Why an HTTP request's signature is refused, or "" when it holds. The signed string's
+    third line is its time stamp (docs/http-api.md): checking that it is the `timestamp` whose
+    skew is checked keeps an old signed request from passing with a fresh time."""
+    expected = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"),
+                        hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        return "request signature does not match"
+    lines = string_to_sign.split("\n")
+    if len(lines) < 3 or lines[2] != str(timestamp):
+        return "the signed time stamp is not the request's"
+    if abs(now - timestamp) > clock_skew:
+        return "request time stamp too far from the gateway's clock"
+    return ""
 
 
 def _ip_allowed(peer_ip: str, bound: tuple[str, ...]) -> bool:

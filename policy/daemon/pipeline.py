@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 
 from ..counters import CounterStoreError, RecipientCharge
-from ..engine import EngineError
+from ..engine import EngineError, RulesClosed
 from ..rules.model import Account, Rule
 from ..submission import Submission
 from .convert import decision_to_response
@@ -44,8 +44,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the pipeline
     def evaluate(self, sub: Submission, now: float | None = None, explain: bool = False) -> Decision:
-        loaded = self.runtime.current()  # one rule-set version for the whole message
         now = self.clock() if now is None else now
+        try:
+            return self._evaluate(self.runtime.current(), sub, now, explain)
+        except RulesClosed:  # a reload retired this version under us: decide on the new one
+            return self._evaluate(self.runtime.current(), sub, now, explain)
+
+    def _evaluate(self, loaded: LoadedPolicy, sub: Submission, now: float, explain: bool) -> Decision:
+        # one rule-set version (`loaded`) decides the whole message
         started = time.perf_counter()
 
         # a retried request id gets the answer it got the first time, and counts nothing again
@@ -118,6 +124,8 @@ class Pipeline:
         try:
             facts = loaded.facts.recipient_facts(mfacts, raw, account)
             hits = loaded.recipient_rules.match(facts)
+        except RulesClosed:
+            raise
         except Exception:  # noqa: BLE001 - one recipient's failure must not fail the others
             log.exception("evaluating recipient %d of %s failed", index, sub.request_id)
             return RecipientResult(raw, raw, REJECT, INTERNAL_ERROR, "", "", decision.segments,

@@ -57,11 +57,12 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "authenticator_source: must be 16 bytes")
         res = self.login_policy.login(request.account_id, bytes(request.authenticator_source),
                                       request.timestamp, request.version, request.peer_ip,
-                                      _ACCESS[request.access_mode], request.malformed)
+                                      _ACCESS[request.access_mode], request.malformed,
+                                      bytes(request.http_signature), request.http_string_to_sign)
         return pb.LoginResponse(status=res.status, authenticator_ismg=res.authenticator_ismg,
                                 reason=res.reason, session_id=res.session_id,
                                 lease_seconds=res.lease_seconds, server_version=res.server_version,
-                                reports_pushed=res.reports_pushed)
+                                reports_pushed=res.reports_pushed, access_code=res.access_code)
 
     def RenewSession(self, request, context):
         return pb.SessionResponse(ok=self.login_policy.sessions.renew(request.session_id, time.time()))

@@ -173,10 +173,8 @@ class _Emitter:
         return "".join(self._item(op, av) for op, av in items)
 
     def _item(self, op, av) -> str:
-        if op is C.LITERAL or op is C.IN:
+        if op is C.LITERAL or op is C.IN or op is C.NOT_LITERAL:
             return self._class(op, av)
-        if op is C.NOT_LITERAL:
-            raise _negated()
         if op is C.ANY:
             return "."
         if op is C.BRANCH:
@@ -228,17 +226,14 @@ class _Emitter:
         return f"{atom}{{{low},{high}}}"
 
     def _class(self, op, av) -> str:
-        """A positive set of code points as a durable class, literal or `.`.
+        """A set of code points as a durable class, literal or `.`; only positive classes.
 
         regex.c turns a negated class into a deterministic "reject" transition that overrides the
-        pattern's other paths (`.*[^a].*` fails on "ab"), so negation is refused.
+        pattern's other paths (`.*[^a].*` fails on "ab"), so a class must list its members.
         """
-        if op is C.IN and any(i == (C.NEGATE, None) or (i[0] is C.CATEGORY and _ASCII_CATEGORY[i[1]][1])
-                              for i in av):
-            raise _negated()
-        wanted = char_ranges(op, av)
         if op is C.LITERAL and av in _NONCHARACTERS:
             raise DialectError(f"the pattern contains U+{av:04X}, a Unicode noncharacter; rules cannot match it")
+        wanted = char_ranges(op, av)
         engine = _merge(_to_engine_ranges(_subtract(wanted, [(c, c) for c in sorted(_NONCHARACTERS)])))
         if not engine:
             raise DialectError("a character class matches no character at all")
@@ -246,6 +241,8 @@ class _Emitter:
             return "."
         size = _size(engine)
         if size > MAX_CLASS:
+            if size > MAX_CP // 2:
+                raise _negated()
             raise DialectError(f"a character class covering {size:,} characters is too large for the rules "
                                f"engine (at most {MAX_CLASS}); e.g. [一-龥] (any CJK character) cannot run — "
                                "use smaller ranges or a keyword group")

@@ -16,8 +16,12 @@ How durable_rules is used (every point measured, see /work/shared/reference/dura
   forever, so such rules also require `_m`, a field every message carries.
 * `$or` branches fire a rule once per true branch; hits are collected as a set.
 * Text tests (`contains` on a str fact, `matches`) are not given to durable_rules: its regex
-  compiler builds wrong automata (dialect.py). They are evaluated by textmatch.py and reach the
-  rules as boolean fields `_t<n>`, present only when the fact is.
+  compiler builds wrong automata (dialect.py). They are evaluated by textmatch.py, and the
+  numbers of those true of a fact travel as one list field `_t_<fact key>`, present only when
+  the fact is; rules test it like a list fact (one field per fact, however many tests: a message
+  may have at most 252 properties).
+* Every list travels with a leading sentinel ("" or -1) so that "no item equals x" ($iall) is
+  also true of an empty list, for which durable's $iall is false.
 * A rule's YAML priority p becomes `pri` 65535 - p (durable fires low `pri` first); the result is
   sorted by (-priority, index) here anyway, durable's tie order is not promised.
 """
@@ -38,6 +42,7 @@ from .textmatch import TextMatcher
 MAX_SHARD_TESTS = 60
 MAX_SHARD_NODES = 400
 GUARD = "_m"                # present in every message; the companion of every $nex
+TEXT_PREFIX = "_t_"         # "_t_<fact key>": the numbers of the text tests true of that fact
 NOT_HANDLED = 1             # assert_fact: no rule matched, nothing stored
 
 _COMPARE = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
@@ -62,11 +67,12 @@ class DurableRules:
             self._rank[i] = position
         self._ordered = [self._rules[i] for i in order]
 
-        self._probes: dict[tuple[str, str, str], str] = {}       # (fact key, kind, value) -> field
-        definitions = [self._definition(i, p) for i, p in enumerate(prepared)]
-        self._plain = [f for f in facts_read(prepared) if self._uses_plain(prepared, f[0])]
+        # text tests per fact key: (kind, value) -> its number in the fact's _t list
+        self._probes: dict[str, dict[tuple[str, str], int]] = {}
+        definitions = [self._definition(p) for p in prepared]
         self._read = facts_read(prepared)
-        self._text = self._text_matchers()
+        self._plain = [f for f in self._read if _read_by_plain_test(prepared, f[0])]
+        self._text = [(key, TEXT_PREFIX + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
 
         self._lock = threading.Lock()
         self._closed = False
@@ -108,7 +114,7 @@ class DurableRules:
 
     # -- compiling -----------------------------------------------------------------------------
 
-    def _definition(self, i: int, p: Prepared) -> dict:
+    def _definition(self, p: Prepared) -> dict:
         expr = self._expr(p.tree)
         if _has_absent_test(expr):
             expr = {"$and": [{"$ex": {GUARD: 1}}, expr]}
@@ -123,10 +129,12 @@ class DurableRules:
             return items[0] if len(items) == 1 else {"$or": items}
         t: Test = tree
         if t.is_text:
-            positive = t.op in ("contains", "matches")
             kind = "contains" if t.op.endswith("contains") else "matches"
-            field = self._probes.setdefault((t.key, kind, t.value), f"_t{len(self._probes)}")
-            return {field: positive}
+            probes = self._probes.setdefault(t.key, {})
+            n = probes.setdefault((kind, t.value), len(probes))
+            if t.op in ("contains", "matches"):
+                return {"$iany": {TEXT_PREFIX + t.key: {"$i": n}}}
+            return {"$iall": {TEXT_PREFIX + t.key: {"$neq": {"$i": n}}}}
         if t.op == "eq":
             return {t.key: t.value}
         if t.op in _COMPARE:
@@ -139,26 +147,11 @@ class DurableRules:
             return items[0] if len(items) == 1 else {"$and": items}
         if t.op == "contains":          # list membership
             return {"$iany": {t.key: {"$i": t.value}}}
-        if t.op == "not_contains":      # every item differs; lists carry a "" item so [] counts too
+        if t.op == "not_contains":      # every item differs; the "" sentinel makes [] count too
             return {"$iall": {t.key: {"$neq": {"$i": t.value}}}}
         if t.op == "exists":
             return {"$ex" if t.value else "$nex": {t.key: 1}}
         raise AssertionError(f"unhandled test {t}")
-
-    def _uses_plain(self, prepared: Sequence[Prepared], key: str) -> bool:
-        """Whether a non-text test reads the fact itself (text tests read only their probe fields)."""
-        def walk(tree) -> bool:
-            if isinstance(tree, Test):
-                return tree.key == key and not tree.is_text
-            return any(walk(t) for t in tree.items)
-        return any(walk(p.tree) for p in prepared)
-
-    def _text_matchers(self) -> list[tuple[str, TextMatcher, list[str]]]:
-        by_key: dict[str, list[tuple[tuple[str, str], str]]] = {}
-        for (key, kind, value), field in self._probes.items():
-            by_key.setdefault(key, []).append(((kind, value), field))
-        return [(key, TextMatcher([t for t, _ in probes]), [f for _, f in probes])
-                for key, probes in by_key.items()]
 
     # -- matching ------------------------------------------------------------------------------
 
@@ -168,12 +161,10 @@ class DurableRules:
             v = values.get(key)
             if v is not None:
                 out[key] = ["", *v] if type_ == "list" else v
-        for key, matcher, fields in self._text:
+        for key, field, matcher in self._text:
             s = values.get(key)
             if s is not None:
-                found = matcher.found(s)
-                for j, field in enumerate(fields):
-                    out[field] = j in found
+                out[field] = [-1, *matcher.found(s)]
         return _encode(out)
 
     def _delete_shards(self) -> None:
@@ -259,6 +250,15 @@ def _pack(prepared: Sequence[Prepared], shard_size: int, max_tests: int, max_nod
         tests += p.tests + 1   # +1: the _m guard a rule may carry
         nodes += p.nodes + 1
     return shards
+
+
+def _read_by_plain_test(prepared: Sequence[Prepared], key: str) -> bool:
+    """Whether a non-text test reads the fact itself (text tests read only the _t_ field)."""
+    def walk(tree) -> bool:
+        if isinstance(tree, Test):
+            return tree.key == key and not tree.is_text
+        return any(walk(t) for t in tree.items)
+    return any(walk(p.tree) for p in prepared)
 
 
 def _has_absent_test(expr) -> bool:

@@ -18,6 +18,8 @@ Semantics (both evaluators, and tests/engine pin each point):
 * String facts are cut to 65,535 JSON bytes (text.py) in both evaluators.
 * `contains` on a list fact is membership; on a str fact a substring test. `matches` is
   `re.search` with dialect.PATTERN_FLAGS, limited to what dialect.to_durable accepts.
+* Size limits per rule, from durable_rules' fixed tables (the MAX_* constants below): more is
+  refused when rules are compiled, by both evaluators alike.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from .text import cap
 MAX_LIST_VALUES = 32        # values in one in/not_in (the loader's cap; a $or of 1,000 hangs durable)
 MAX_TESTS_PER_RULE = 60     # durable evaluates at most 64 matching tests at once (error 303)
 MAX_NODES_PER_RULE = 400    # and at most 511 tests under one node (hang)
+MAX_GROUPS_PER_RULE = 15    # each all/any/list of values costs 2 of a rule's 32 expression slots (error 113)
 MAX_INT = 2 ** 53           # integers are exact in durable's JSON parser and doubles up to here
 
 _TYPES_OF_OP = {
@@ -69,6 +72,7 @@ class Prepared:
     tree: object       # Test / All / Any_ in negation normal form
     tests: int         # leaf tests (each in/not_in counts once)
     nodes: int         # engine tests (each value of in/not_in counts)
+    groups: int        # all/any of several conditions and in/not_in of several values
 
 
 def prepare_rules(rules: Sequence[Rule]) -> list[Prepared]:
@@ -87,7 +91,7 @@ def prepare_rules(rules: Sequence[Rule]) -> list[Prepared]:
             where = f"{rule.where}: " if rule.where else ""
             problems += [f"{where}rule '{rule.id}': {p}" for p in own]
         else:
-            out.append(Prepared(rule, tree, *_size(tree)))
+            out.append(Prepared(rule, tree, *_size(tree)[:2], _groups(tree)))
     if problems:
         raise RuleCompileError(problems)
     return out
@@ -104,12 +108,17 @@ def _compile(cond: Condition) -> tuple[object, list[str]]:
     tree = _nnf(cond, False, problems)
     if not problems:
         tests, nodes = _size(tree)
+        groups = _groups(tree)
         if tests > MAX_TESTS_PER_RULE:
             problems.append(f"the condition has {tests} fact tests; the rules engine evaluates at most "
                             f"{MAX_TESTS_PER_RULE} per rule — split the rule")
         if nodes > MAX_NODES_PER_RULE:
             problems.append(f"the condition compares with {nodes} values; the rules engine takes at most "
                             f"{MAX_NODES_PER_RULE} per rule — use a number list or keyword group instead")
+        if groups > MAX_GROUPS_PER_RULE:
+            problems.append(f"the condition has {groups} groups (all/any of several conditions, in/not_in of "
+                            f"several values, one for exists: false); the rules engine takes at most "
+                            f"{MAX_GROUPS_PER_RULE} per rule — split the rule")
     return tree, problems
 
 
@@ -191,6 +200,18 @@ def _of_type(value, type_: str) -> bool:
     if type_ == "int":
         return type(value) is int and -MAX_INT <= value <= MAX_INT
     return isinstance(value, str)
+
+
+def _groups(tree) -> int:
+    """The $and/$or the durable compiler emits, counting the guard a rule with `exists: false` gets."""
+    def walk(t) -> tuple[int, bool]:
+        if isinstance(t, Test):
+            several = t.op in ("in", "not_in") and len(t.value) > 1
+            return int(several), t.op == "exists" and t.value is False
+        parts = [walk(i) for i in t.items]
+        return int(len(parts) > 1) + sum(p[0] for p in parts), any(p[1] for p in parts)
+    groups, absent = walk(tree)
+    return groups + absent
 
 
 def _size(tree) -> tuple[int, int]:

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import pickle
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +19,16 @@ from typing import Sequence
 from ..rules.conditions import All, Any_, Compare, Not
 from ..rules.model import Rule
 from ..vocabulary import FACTS, engine_key
+from . import EngineError, RuleCompileError
+from .durable_engine import DurableRules
+from .oracle import OracleRules
 
 _ROOT = Path(__file__).resolve().parents[2]
 
 
 def validate_rules_in_subprocess(rules_dir: str, timeout: float = 20.0) -> list[str]:
     """[] when the rules folder loads and compiles, else one line per problem."""
-    return _run_child([str(rules_dir)], None, timeout)
+    return _run_child([os.path.abspath(rules_dir)], None, timeout)
 
 
 def validate_rule_list_in_subprocess(rules: Sequence[Rule], timeout: float = 20.0, **shards: int) -> list[str]:
@@ -39,7 +41,7 @@ def validate_rule_list_in_subprocess(rules: Sequence[Rule], timeout: float = 20.
 def _run_child(args: list[str], data: bytes | None, timeout: float) -> list[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "policy.engine.validate", *args], cwd=_ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "policy.engine.validate", *args], env=env,
                             stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -49,12 +51,7 @@ def _run_child(args: list[str], data: bytes | None, timeout: float) -> list[str]
         proc.communicate()
         return [f"rules engine hung for more than {timeout:g}s while compiling"]
     if proc.returncode < 0:
-        sig = -proc.returncode
-        try:
-            name = f", {signal.Signals(sig).name}"
-        except ValueError:
-            name = ""
-        return [f"rules engine crashed (signal {sig}{name}) while compiling"]
+        return [f"rules engine crashed (signal {-proc.returncode}) while compiling"]
     if proc.returncode in (0, 1):
         try:
             problems = json.loads(out.decode("utf-8"))
@@ -70,10 +67,6 @@ def _run_child(args: list[str], data: bytes | None, timeout: float) -> list[str]
 
 def check_rules(rules: Sequence[Rule], **shards: int) -> list[str]:
     """Compile every stage and evaluate sample facts; the problems found."""
-    from . import EngineError, RuleCompileError
-    from .durable_engine import DurableRules
-    from .oracle import OracleRules
-
     problems: list[str] = []
     for stage in sorted({r.stage for r in rules}):
         stage_rules = [r for r in rules if r.stage == stage]

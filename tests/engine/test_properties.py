@@ -1,0 +1,85 @@
+"""Random rule sets and random facts: DurableRules and OracleRules must give the same rules, in order.
+
+Rules and facts are built from a Hypothesis-controlled Random (replayable and shrinkable) rather
+than from nested strategies, which made generation, not evaluation, the cost of this test.
+"""
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from policy.engine.durable_engine import DurableRules
+from policy.engine.oracle import OracleRules
+from policy.engine.semantics import condition_problems
+from policy.rules.conditions import All, Any_, Compare, Not
+from policy.vocabulary import FACTS, engine_key
+from tests.engine.rulekit import ids, rule
+
+INTS = [-1, 0, 1, 2, 3]
+STRINGS = ["", "a", "b", "ab", "ba", "aba", "中", "中文", "a\nb", 'q"', "x\\y", "1069", "9"]
+ITEMS = ["x", "y", "z"]
+PATTERNS = ["a", "^a", "b$", "a|b", "[ab]+9", r"\d", r"^\d+$", "中.", "aba", r"a\nb", r"\\", "^$",
+            "(ab)*a", r"[a-c]{2}", r"\s", '"', r"b\Z", "(a|中)文"]
+# a few facts of every type, so that rules often test the facts a facts dict has
+NAMES = ["recipient.blacklisted.global", "message.has_signature", "message.length", "message.hour",
+         "account.id", "message.content", "recipient.number", "message.keyword_groups", "recipient.lists"]
+OPS = {
+    "bool": ["exists", "eq", "ne"],
+    "int": ["exists", "eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"],
+    "str": ["exists", "eq", "ne", "in", "not_in", "contains", "matches"],
+    "list": ["exists", "contains"],
+}
+POOL = {"bool": [False, True], "int": INTS, "str": STRINGS, "list": ITEMS}
+
+
+def condition(p: random.Random, depth: int = 0):
+    shape = p.choice(["leaf", "leaf", "all", "any", "not"]) if depth < 3 else "leaf"
+    if shape in ("all", "any"):
+        items = tuple(condition(p, depth + 1) for _ in range(p.choice([1, 2, 3])))
+        return All(items) if shape == "all" else Any_(items)
+    if shape == "not":
+        return Not(condition(p, depth + 1))
+    name = p.choice(NAMES)
+    type_ = FACTS[name].type
+    op = p.choice(OPS[type_])
+    if op == "exists":
+        value = p.choice([True, False])
+    elif op in ("in", "not_in"):
+        value = tuple(p.choice(POOL[type_]) for _ in range(p.choice([1, 2, 3, 5])))
+    elif op == "matches":
+        value = p.choice(PATTERNS)
+    elif op == "contains":
+        value = p.choice(STRINGS[1:] if type_ == "str" else ITEMS)
+    else:
+        value = p.choice(POOL[type_])
+    return Compare(name, op, value)
+
+
+def fact_dict(p: random.Random) -> dict:
+    out = {}
+    for name in NAMES:
+        if p.choice([True, False, True]):
+            type_ = FACTS[name].type
+            if type_ == "list":
+                value = [item for item in ITEMS if p.choice([True, False])]
+            elif type_ == "str":
+                value = p.choice(STRINGS) + p.choice(["", "", "a", "9", "文", "\n"]) + p.choice(STRINGS)
+            else:
+                value = p.choice(POOL[type_])
+            out[engine_key(name)] = value
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(10, 60), st.integers(1, 6), st.sampled_from([48, 7]))
+def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
+    conditions = [c for c in (condition(rng) for _ in range(n_rules)) if not condition_problems(c)]
+    rules = [rule(i, c, rng.randint(1, 4), rng.choice(["enforce", "shadow"])) for i, c in enumerate(conditions)]
+    durable = DurableRules(rules, "prop", shard_size)
+    oracle = OracleRules(rules, "prop")
+    try:
+        for _ in range(n_facts):
+            given_facts = fact_dict(rng)
+            assert ids(durable.match(given_facts)) == ids(oracle.match(given_facts)), (given_facts, rules)
+    finally:
+        durable.close()
