@@ -103,7 +103,7 @@ class Daemon:
         interceptors = [AdminTokenInterceptor(s.admin_token)] if s.admin_token else []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=s.workers),
                                   interceptors=interceptors,
-                                  options=[("grpc.so_reuseport", 1)])
+                                  options=[("grpc.so_reuseport", int(s.reuse_port))])
         pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.pipeline, self.login), self.server)
         admin = AdminService(self.runtime, self.pipeline)
         admin.Reload = lambda request, context: _reload_response(self.reload())  # count outcomes
