@@ -58,7 +58,7 @@ class Settings:
     max_packet_size: int = 4096
     idle_timeout: float = 600.0                 # close connections silent for this long
     reassembly_timeout: float = 180.0           # long SMS parts still missing after it -> MA:0026
-    report_resend: float = 60.0                 # resend an unacknowledged DELIVER after this
+    report_resend: float = 60.0                 # resend an unacknowledged DELIVER (or pulled HTTP report) after this
     # --- forwarder / upstream ---
     upstream_submit_timeout: float = 180.0      # no SUBMIT_RESP within it -> MO:0254
     upstream_reconnect_max: float = 30.0        # backoff ceiling

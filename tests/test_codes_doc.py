@@ -32,7 +32,7 @@ def test_every_seed_code_has_a_row():
 
 
 def test_every_cited_test_exists():
-    cited = set(re.findall(r"`((?:e2e|frontend|forwarder|facts|rules|audit|counters)/[\w/]+\.py)(?:::(\w+))?", DOC))
+    cited = set(re.findall(r"`((?:e2e|frontend|forwarder|facts|rules|audit|counters|http_api)/[\w/]+\.py)(?:::(\w+))?", DOC))
     assert cited
     for path, func in cited:
         source = (ROOT / "tests" / path).read_text(encoding="utf-8")

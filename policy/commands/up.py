@@ -4,6 +4,7 @@
     upstream SMSC  (smspolicy simulate-upstream)  settings.simulator_listen, plus the HTTP channel
                                                   on the port of the rules' HTTP channel URL
     front-end      (smspolicy gateway)            settings.gateway_listen
+    HTTP API       (smspolicy http-api)           settings.http_listen
     forwarder      (smspolicy forward)
 
 Each child logs to <data>/logs/<name>.log. Ctrl-C or SIGTERM stops them all; so does any child
@@ -118,6 +119,7 @@ def run(args) -> int:
     plan += [("gateway", ["gateway", "--listen", settings.gateway_listen, "--policy",
                           settings.policy_target, "--data", data, *level], "CMPP gateway listening",
               "CMPP gateway"),
+             ("http-api", ["http-api", "--data", data, *level], "HTTP API listening", "HTTP API"),
              ("forwarder", ["forward", "--rules", rules, "--data", data, *level], "forwarder: store",
               "forwarder:")]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -86,8 +87,22 @@ def test_connections_opened_in_the_same_second_all_log_in(daemon):
 
 
 def test_http_account_logs_in_over_http_and_cmpp_account_does_not(daemon):
-    assert login(daemon, account="900004", mode=pb.ACCESS_MODE_HTTP).status == 0
-    assert login(daemon, account="900001", mode=pb.ACCESS_MODE_HTTP).status == 6
+    from gateway.http_api.signing import sign, string_to_sign
+    ts = int(time.time())
+
+    def http_login(account, secret, signed_ts=ts):
+        return daemon.policy.Login(pb.LoginRequest(
+            account_id=account, timestamp=ts, peer_ip="127.0.0.1",
+            access_mode=pb.ACCESS_MODE_HTTP, frontend_id="tests",
+            http_signature=bytes.fromhex(sign(secret, "GET", "/v1/balance", signed_ts, b"")),
+            http_string_to_sign=string_to_sign("GET", "/v1/balance", signed_ts, b"")), timeout=10)
+
+    ok = http_login("900004", SECRETS["900004"])
+    assert ok.status == 0 and ok.access_code == "106900004", ok.reason
+    daemon.policy.EndSession(pb.SessionRequest(session_id=ok.session_id), timeout=5)
+    assert http_login("900004", "wrong").status == 3
+    assert http_login("900004", SECRETS["900004"], signed_ts=ts - 1).status == 3
+    assert http_login("900001", "888888").status == 6
 
 
 def test_max_connections_across_front_ends(daemon):

@@ -27,7 +27,8 @@ def test_up_then_demo_then_sigterm(tmp_path):
     rules = _rules_copy(tmp_path / "rules", cmpp, http, False, 0)
     ports = {"SMSPOLICY_LISTEN": f"127.0.0.1:{free_port()}",
              "SMSPOLICY_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
-             "SMSPOLICY_SIMULATOR_LISTEN": f"127.0.0.1:{cmpp}"}
+             "SMSPOLICY_SIMULATOR_LISTEN": f"127.0.0.1:{cmpp}",
+             "SMSPOLICY_HTTP_LISTEN": f"127.0.0.1:{free_port()}"}
     ports["SMSPOLICY_POLICY_TARGET"] = ports["SMSPOLICY_LISTEN"]
     env = {**os.environ, **ports, "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "up.out", "wb")
@@ -42,7 +43,7 @@ def test_up_then_demo_then_sigterm(tmp_path):
         assert f"CMPP gateway listening on {ports['SMSPOLICY_GATEWAY_LISTEN']}" in out
         assert f"HTTP channel on http://127.0.0.1:{http}/" in out
         pids = {int(p) for p in re.findall(r"\(pid (\d+)\)", out)}
-        assert len(pids) == 4
+        assert len(pids) == 5  # daemon, simulator, front-end, HTTP API, forwarder
 
         demo = subprocess.run([sys.executable, "-m", "policy", "demo", "--rules", str(rules),
                                "--gateway", ports["SMSPOLICY_GATEWAY_LISTEN"], "--wait", "20"],
