@@ -34,9 +34,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
+
+from .sqlitedb import open_shared, transaction
 
 HELD_REJECT_STAT = "MA:0006"   # 系统拒绝: manual audit refused a held message
 
@@ -266,28 +267,13 @@ def _outbox_row(r: tuple) -> OutboxRow:
 class GatewayStore:
     def __init__(self, path: str | os.PathLike, busy_timeout: float = 5.0):
         self.path = os.fspath(path)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction takes the
-        # write lock up front instead of failing half-way when the other process writes.
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a crash of either process (what the promises
-        # need); only a power cut can lose the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(self.path, _SCHEMA, busy_timeout)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self):
+        return transaction(self._db)
 
     # ================================================================ front-end: submits
 

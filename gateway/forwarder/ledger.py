@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
+
+from ..sqlitedb import open_shared, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fwd_parts (
@@ -75,24 +76,13 @@ def combine(stats: Sequence[tuple[int, str, float]]) -> tuple[str, float]:
 
 class Ledger:
     def __init__(self, path: str, busy_timeout: float = 5.0):
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(path, _SCHEMA, busy_timeout)
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self):
+        return transaction(self._db)
 
     def has_pending(self, channel_id: str) -> bool:
         """Cheap read before GatewayStore.claim_outbox, which takes the write lock."""

@@ -6,10 +6,11 @@ attempts were made, and whether that is final (0, or the retries are used up).
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Sequence
+
+from ..sqlitedb import open_shared, transaction
 
 RECEIVED, BAD_ANSWER, BAD_ADDRESS, TIMED_OUT = 0, 252, 253, 254
 
@@ -42,9 +43,7 @@ class PushOutcome:
 
 class PushLog:
     def __init__(self, path: str, busy_timeout: float = 5.0):
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(path, _SCHEMA, busy_timeout)
 
     def close(self) -> None:
         self._db.close()
@@ -53,17 +52,12 @@ class PushLog:
                final: bool, detail: str) -> None:
         """(report id, customer Msg_Id, attempts so far) of one pushed batch."""
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
+        with transaction(self._db) as db:
+            db.executemany(
                 "INSERT OR REPLACE INTO push_outcomes (report_id, account_id, msg_id, outcome,"
                 " attempts, final, detail, updated) VALUES (?,?,?,?,?,?,?,?)",
                 [(rid, account_id, str(msg_id), outcome, attempts, int(final or outcome == RECEIVED),
                   detail, now) for rid, msg_id, attempts in reports])
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def for_message(self, account_id: str, msg_id: int) -> list[PushOutcome]:
         return self._query("WHERE account_id = ? AND msg_id = ? ORDER BY report_id",

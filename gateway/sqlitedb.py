@@ -1,0 +1,32 @@
+"""The one way the gateway's processes open and write their shared SQLite files."""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from typing import Iterator
+
+
+def open_shared(path: str, schema: str, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection to a file that another process (front-end, forwarder, HTTP API) also writes.
+
+    isolation_level=None: callers issue BEGIN IMMEDIATE themselves (transaction()), so a
+    transaction takes the write lock up front instead of failing half-way when the other
+    process writes. WAL with synchronous=NORMAL: a commit survives a crash of either process
+    (what the no-loss promise needs); only a power cut can lose the last transactions.
+    """
+    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
