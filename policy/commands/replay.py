@@ -76,13 +76,13 @@ def run(args) -> int:
         except (FileNotFoundError, ValueError, sqlite3.Error) as e:
             print(f"smspolicy replay: error: {e}", file=sys.stderr)
             return 2
-        if args.rules:
-            sys.stdout.write(render_diff(report))
-        else:
-            sys.stdout.write(render_exact(report))
-        if dest:
-            count = write_rows(rows, dest, "csv" if args.csv else "json", report)
-            print(f"wrote {count:,} rows to {dest}")
+        count = write_rows(rows, dest, "csv" if args.csv else "json", report) if dest else 0
+        try:
+            sys.stdout.write(render_diff(report) if args.rules else render_exact(report))
+            if dest:
+                print(f"wrote {count:,} rows to {dest}")
+        except BrokenPipeError:   # `| head`; the exit status still tells the outcome
+            sys.stderr.close()
     if args.rules is None and not report.ok:
         return 1
     return 0

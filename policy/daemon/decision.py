@@ -54,3 +54,6 @@ class Decision:
     trace: list[tuple[str, int, bool, str, str, int]] = field(default_factory=list)
     # the serialized answer: remembered for retries of the same request id
     stored_response: bytes = b""
+    # prepaid accounts: {"before": fen, "debit": fen or None when refused}; for exact replay of 15
+    balance: dict | None = None
+    errors: list[str] = field(default_factory=list)

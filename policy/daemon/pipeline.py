@@ -19,6 +19,7 @@ from datetime import datetime
 
 from ..counters import CounterStoreError, RecipientCharge
 from ..engine import EngineError, RulesClosed
+from ..facts.numbers import normalize_number
 from ..rules.model import Account, Rule
 from ..submission import Submission
 from .convert import decision_to_response
@@ -110,8 +111,9 @@ class Pipeline:
                       explain: bool) -> Rule | None:
         try:
             hits = loaded.submit_rules.match(mfacts)
-        except EngineError:
+        except EngineError as e:
             log.exception("submit-stage rules failed; refusing nothing at submit level")
+            decision.errors.append(f"submit: {e}")
             return None
         if explain:
             self._trace(loaded, "submit", mfacts, hits, -1, decision)
@@ -128,6 +130,8 @@ class Pipeline:
             raise
         except Exception:  # noqa: BLE001 - one recipient's failure must not fail the others
             log.exception("evaluating recipient %d of %s failed", index, sub.request_id)
+            decision.facts["recipients"].append(None)  # keeps facts and results in step
+            decision.errors.append(f"recipient {index}: internal error")
             return RecipientResult(raw, raw, REJECT, INTERNAL_ERROR, "", "", decision.segments,
                                    message_id, reason="internal error while evaluating")
         decision.facts["recipients"].append(
@@ -193,6 +197,7 @@ class Pipeline:
             raise CountersUnavailable(str(e)) from e
         decision.counters = list(res.values)
         if res.insufficient_balance:
+            decision.balance = {"before": res.balance_after, "debit": None}
             decision.submit_result = BALANCE_CODE
             decision.submit_reason = "prepaid balance too low"
             decision.recipients = []
@@ -203,6 +208,10 @@ class Pipeline:
             r.reason = f"limit {limit_id} reached"
         if res.balance_after is not None:
             decision.balance_after = res.balance_after
+        if debit:
+            billed = sum(decision.recipients[i].segments for i in res.ok_indexes)
+            decision.balance = {"before": (res.balance_after or 0) + billed * account.price,
+                                "debit": billed * account.price}
 
     # ------------------------------------------------------------------ step 5
     def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict) -> None:
@@ -215,10 +224,11 @@ class Pipeline:
             "frontend_id": sub.frontend_id,
             "account_id": sub.account_id,
             "src_id": sub.src_id,
-            "destinations": list(sub.destinations),
+            # normalized, so that `audit query --number` finds +86/0086 forms too
+            "destinations": [normalize_number(d)[0] for d in sub.destinations],
             "content": mfacts.get("message__content", ""),
             "msg_fmt": sub.msg_fmt,
-            "facts": decision.facts,
+            "facts": self._logged_facts(decision.facts),
             "counters": [list(c) for c in decision.counters],
             "rules_version": decision.rules_version,
             "matches": [{"rule_id": m.rule_id, "code": m.code, "priority": m.priority,
@@ -230,10 +240,21 @@ class Pipeline:
                 "recipients": [{"destination": r.destination, "action": r.action, "code": r.code,
                                 "rule_id": r.rule_id, "channel_id": r.channel_id}
                                for r in decision.recipients],
+                "balance": decision.balance,
+                "errors": decision.errors,
             },
         }
         if not self.decision_log.append(record):  # lost the race for the last queue slot
             self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
+
+    def _logged_facts(self, facts: dict) -> dict:
+        """With content logging masked or hashed, the raw text must not reach the log through
+        the facts either. Rules on message.content itself then replay against an absent fact
+        (keyword, template and signature facts are kept, so most content rules still replay)."""
+        if getattr(self.decision_log, "content_mode", "full") == "full":
+            return facts
+        message = {k: v for k, v in facts["message"].items() if k != "message__content"}
+        return {**facts, "message": message}
 
     @staticmethod
     def _fail_closed(decision: Decision, reason: str) -> None:

@@ -11,6 +11,7 @@ so records are decoded where they are evaluated); a progress bar on stderr count
 """
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -145,12 +146,18 @@ def run_job(job: Job, tick=None):
     """Replay one slice in this process; `tick(n)` is told about progress."""
     started = time.perf_counter()
     rows = open(job.rows_path, "w", encoding="utf-8") if job.rows_path else None
+    # Decoded records and outcomes hold no reference cycles; the cyclic collector would only
+    # keep walking the memo caches (measured: 3-8% of a long replay).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         if job.candidate is not None:
             report = _what_if(job, rows, tick)
         else:
             report = _exact(job, rows, tick)
     finally:
+        if collecting:
+            gc.enable()
         if rows:
             rows.close()
     report.seconds = time.perf_counter() - started
