@@ -26,6 +26,7 @@ def test_unacknowledged_report_is_resent_n_times_then_kept_for_the_next_login(ga
         silent = await CmppClient.logged_in(gateway.port)
         silent.auto_ack = False
         resp = await silent.send_text(TEXT, (BLACKLISTED,))
+        assert resp.result == 0, resp  # else no report is owed
         await silent.report(resp.msg_id)
         await asyncio.sleep(3.6)              # report_resend 1 s, retries 3
         sends = delivers_for(silent, resp.msg_id)
@@ -48,6 +49,7 @@ def test_report_goes_to_another_connection_of_the_account(gateway):
         b = await CmppClient.logged_in(gateway.port)
         a.auto_ack = False
         resp = await a.send_text(TEXT, (BLACKLISTED,))
+        assert resp.result == 0, resp
         await a.close()                         # whatever a got, it never acknowledged it
         report = await b.report(resp.msg_id, timeout=4)
         await asyncio.sleep(0.2)
