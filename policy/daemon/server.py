@@ -105,7 +105,8 @@ class Daemon:
                                   interceptors=interceptors,
                                   options=[("grpc.so_reuseport", int(s.reuse_port))])
         pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.pipeline, self.login), self.server)
-        admin = AdminService(self.runtime, self.pipeline)
+        from gateway.forwarder import STORE_FILE
+        admin = AdminService(self.runtime, self.pipeline, s.path(STORE_FILE))
         admin.Reload = lambda request, context: _reload_response(self.reload())  # count outcomes
         pb_grpc.add_AdminServiceServicer_to_server(admin, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -72,9 +72,44 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
 
 class AdminService(pb_grpc.AdminServiceServicer):
-    def __init__(self, runtime, pipeline: Pipeline):
+    def __init__(self, runtime, pipeline: Pipeline, gateway_store_path: str = ""):
         self.runtime = runtime
         self.pipeline = pipeline
+        self.gateway_store_path = gateway_store_path  # the review queue lives in the gateway store
+
+    def _review_store(self, context):
+        import os
+
+        from gateway.store import GatewayStore
+        if not self.gateway_store_path or not os.path.exists(self.gateway_store_path):
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"no gateway store at {self.gateway_store_path!r}: the review queue is "
+                          "kept by the front-end in the daemon's data folder")
+        return GatewayStore(self.gateway_store_path)
+
+    def ListHeld(self, request, context):
+        from gateway.cmpp import decode_content
+        store = self._review_store(context)
+        try:
+            rows = store.held_messages(request.limit or 100)
+        finally:
+            store.close()
+        return pb.ListHeldResponse(messages=[pb.HeldMessage(
+            id=r.id, account_id=r.account_id, destination=r.dest, src_id=r.src_id,
+            channel_id=r.channel_id, message_ids=[str(m) for m in r.msg_ids],
+            submit_time=r.submit_time, decision_id=r.decision_id,
+            content=decode_content(r.content, r.msg_fmt)) for r in rows])
+
+    def ReviewHeld(self, request, context):
+        if request.review not in (pb.REVIEW_APPROVE, pb.REVIEW_REJECT):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "review: APPROVE or REJECT")
+        store = self._review_store(context)
+        act = store.approve if request.review == pb.REVIEW_APPROVE else store.reject_held
+        try:
+            done = [i for i in request.ids if act(i)]
+        finally:
+            store.close()
+        return pb.ReviewHeldResponse(done=done, not_held=[i for i in request.ids if i not in done])
 
     def Reload(self, request, context):
         out = self.runtime.reload()
