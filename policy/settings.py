@@ -47,7 +47,7 @@ class Settings:
     reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen`
     # --- CMPP front-end ---
     gateway_listen: str = "127.0.0.1:7890"
-    gateway_id: str = "g1"
+    gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are <gateway_id>:<Msg_Id>
     gateway_code: int = 1                       # ISMG code inside Msg_Id (22 bits)
     policy_target: str = "127.0.0.1:50051"      # where the front-end finds the daemon
     policy_timeout: float = 2.0                 # seconds; later = SUBMIT_RESP Result 8

@@ -1,6 +1,7 @@
 """`smspolicy gateway` as a real process on a free port, with its own data dir."""
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -18,15 +19,21 @@ TEST_ENV = {
 }
 
 
+_gateway_ids = itertools.count(1)
+
+
 class GatewayProc:
     def __init__(self, workdir: Path, policy_target: str, env: dict | None = None,
-                 gateway_id: str = "gt"):
+                 gateway_id: str | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.data_dir = workdir / "gw"
         self.port = free_port()
         self.policy_target = policy_target
-        self.gateway_id = gateway_id
+        # Front-ends sharing a daemon need distinct ids: request ids are "<gateway id>:<Msg_Id>",
+        # and Msg_Ids of two gateways started in the same second coincide, so a shared id would
+        # make the daemon replay another gateway's decision. A restart keeps its id.
+        self.gateway_id = gateway_id or f"gt{next(_gateway_ids)}"
         self.env = {**TEST_ENV, **(env or {})}
         self.start()
 
