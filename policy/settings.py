@@ -24,7 +24,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"             # gRPC address of the policy daemon
     rules_dir: str = "rules"                    # the YAML rules folder
     data_dir: str = "var"                       # SQLite files (counters, decision log, versions, api list)
-    counters_backend: str = "sqlite"            # sqlite | redis
+    counters_backend: str = "sqlite"            # sqlite | redis | none (no limits, balances or retry dedup)
     redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the shared server
     daemon_id: str = "d1"                       # names this daemon's decision log file
     segment_db: str = ""                        # newer phone.dat or CSV; '' = the `phone` package's data
@@ -47,7 +47,7 @@ class Settings:
     reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen`
     # --- CMPP front-end ---
     gateway_listen: str = "127.0.0.1:7890"
-    gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are <gateway_id>:<Msg_Id>
+    gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are gateway_id + ":" + Msg_Id
     gateway_code: int = 1                       # ISMG code inside Msg_Id (22 bits)
     policy_target: str = "127.0.0.1:50051"      # where the front-end finds the daemon
     policy_timeout: float = 2.0                 # seconds; later = SUBMIT_RESP Result 8
@@ -75,7 +75,7 @@ class Settings:
 _FIELDS = {f.name: f for f in fields(Settings)}
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 _CHOICES = {
-    "counters_backend": ("sqlite", "redis"),
+    "counters_backend": ("sqlite", "redis", "none"),
     "content_logging": ("full", "masked", "hashed"),
     "log_overflow": ("block", "fail_closed"),
 }

@@ -23,7 +23,7 @@ def test_file_then_env_then_command_line():
 @pytest.mark.parametrize("name,message", [
     ("unknown_key.yaml", "{f}: unknown setting 'windw' (did you mean window?)"),
     ("wrong_type.yaml", "{f}: window must be int, got 'eight'"),
-    ("bad_choice.yaml", "{f}: counters_backend must be one of sqlite, redis, got 'postgres'"),
+    ("bad_choice.yaml", "{f}: counters_backend must be one of sqlite, redis, none, got 'postgres'"),
     ("negative.yaml", "{f}: window must not be negative, got -1"),
     ("not_mapping.yaml", "{f}: settings file must be a mapping of setting: value"),
     ("bad_yaml.yaml", "{f}:2:1: not valid YAML: expected the node content, but found '<stream end>'"),

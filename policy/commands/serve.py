@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--listen", help="gRPC address (default 127.0.0.1:50051)")
     p.add_argument("--rules", dest="rules_dir", help="rules folder (default ./rules)")
     p.add_argument("--data", dest="data_dir", help="data folder for SQLite files (default ./var)")
-    p.add_argument("--counters", dest="counters_backend", choices=("sqlite", "redis"))
+    p.add_argument("--counters", dest="counters_backend", choices=("sqlite", "redis", "none"))
     p.add_argument("--redis-url")
     p.add_argument("--daemon-id")
     p.add_argument("--metrics-listen")

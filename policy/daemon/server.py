@@ -47,6 +47,8 @@ class AdminTokenInterceptor(grpc.ServerInterceptor):
 
 
 def make_counters(settings: Settings):
+    if settings.counters_backend == "none":  # pipeline step 4 skipped: no limits, balances, retry dedup
+        return None
     from ..counters import make_store
     return make_store(settings.counters_backend, settings.path("counters.db"), settings.redis_url)
 
@@ -88,7 +90,8 @@ class Daemon:
     def _on_loaded(self, loaded) -> None:
         self.metrics.set_version(loaded.version)
         for account in loaded.policy.accounts.values():
-            if account.billing == "prepaid":  # only the first load sets it; top-ups and debits stay
+            # only the first load sets a balance; top-ups and debits stay
+            if account.billing == "prepaid" and self.counters is not None:
                 self.counters.set_opening_balance(account.id, account.balance)
         if self.versions is not None:
             self.versions.put(loaded.version, _policy_files(self.settings.rules_dir, loaded.policy))

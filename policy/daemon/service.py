@@ -137,6 +137,11 @@ class AdminService(pb_grpc.AdminServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove: {e}")
         return pb.UpdateApiBlacklistResponse(size=bl.size)
 
+    def _need_counters(self, context) -> None:
+        if self.pipeline.counters is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          "counters_backend is none: this daemon keeps no balances")
+
     def _account(self, account_id: str, context):
         account = self.runtime.current().policy.accounts.get(account_id)
         if account is None:
@@ -145,11 +150,13 @@ class AdminService(pb_grpc.AdminServiceServicer):
 
     def GetBalance(self, request, context):
         account = self._account(request.account_id, context)
+        self._need_counters(context)
         balance = self.pipeline.counters.balance(account.id) if account.billing == "prepaid" else 0
         return pb.BalanceResponse(account_id=account.id, balance=balance or 0, billing=account.billing)
 
     def TopUp(self, request, context):
         account = self._account(request.account_id, context)
+        self._need_counters(context)
         if account.billing != "prepaid":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"account_id: {account.id} is postpaid; balances apply to prepaid accounts")

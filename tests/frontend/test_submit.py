@@ -50,7 +50,7 @@ def test_group_send_gets_one_msg_id_per_recipient(gateway):
     assert resp.result == 0
     assert (report.stat, report.dest_terminal_id) == ("MA:0001", "13900000001")
     rows = outbox(gateway, "SELECT msg_id, dest FROM outbox WHERE request_id = ? ORDER BY id",
-                  f"gt:{resp.msg_id}")
+                  f"{gateway.gateway_id}:{resp.msg_id}")
     assert rows == [(str(resp.msg_id), first), (str(resp.msg_id + 2), last)]
 
 
@@ -83,7 +83,7 @@ def test_submit_results(gateway, result):
     resp = run(go())
     assert resp.result == result
     assert outbox(gateway, "SELECT count(*) FROM outbox WHERE request_id = ?",
-                  f"gt:{resp.msg_id}") == [(0,)]    # a refused submit stores nothing
+                  f"{gateway.gateway_id}:{resp.msg_id}") == [(0,)]    # a refused submit stores nothing
 
 
 # status-report codes: account -> (secret, Src_Id, [(destination, text, stat)])
