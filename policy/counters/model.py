@@ -52,8 +52,12 @@ class ChargeResult:
 
 class CounterStore(Protocol):
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None) -> ChargeResult:
         """Check and apply every recipient's increments, and debit, in one atomic step.
+
+        `answer(result) -> bytes`, when given, is called once with the fresh (not replayed)
+        result and its bytes are remembered for the request id: in the same transaction with
+        SQLite, right after the script with Redis (as remember() would).
 
         Recipients in order; one is accepted only if all its increments fit (policy.counters.walk).
         With a debit account (prepaid; None = postpaid, never refused) the debit is price x the

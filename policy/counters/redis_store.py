@@ -43,7 +43,7 @@ class RedisCounterStore:
                                   f"{_without_credentials(url)}: {exc}") from exc
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None) -> ChargeResult:
         # `now` is already folded into each increment's bucket and ttl; Redis expires by its own clock
         payload = _json([
             [rc.index, rc.segments,
@@ -67,7 +67,10 @@ class RedisCounterStore:
             raise CounterStoreError(f"Redis refused the charge of request {request_id!r}: {exc}") from exc
         if reply[0] == 1:
             return record.decode(reply[1], replayed=True, stored_response=reply[2])
-        return record.decode(reply[1], replayed=False, stored_response=None)
+        result = record.decode(reply[1], replayed=False, stored_response=None)
+        if answer is not None:  # the script cannot call back: remember the answer right after
+            self.remember(request_id, answer(result), now=now)
+        return result
 
     def _connection(self) -> redis.connection.AbstractConnection:
         conn = getattr(self._local, "conn", None)

@@ -149,7 +149,7 @@ class SqliteCounterStore:
     # --- charging -------------------------------------------------------------------------
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None) -> ChargeResult:
         reads: dict[str, tuple[str, int, int]] = {}  # key -> (base, first bucket, last bucket)
         for rc in recipients:
             for inc in rc.increments:
@@ -165,7 +165,7 @@ class SqliteCounterStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = self._charge(conn, request_id, recipients, debit_account,
-                                          price_per_segment, clock, reads, keys)
+                                          price_per_segment, clock, reads, keys, answer)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -176,7 +176,8 @@ class SqliteCounterStore:
                                         f"nothing applied: {exc}") from exc
         return result
 
-    def _charge(self, conn, request_id, recipients, debit_account, price, clock, reads, keys) -> ChargeResult:
+    def _charge(self, conn, request_id, recipients, debit_account, price, clock, reads, keys,
+                answer) -> ChargeResult:
         if self._since_sweep >= SWEEP_EVERY:
             self._sweep(clock)
         first = keys[:READS_PER_STATEMENT]
@@ -203,8 +204,11 @@ class SqliteCounterStore:
             elif debit:
                 conn.execute("UPDATE balances SET balance = ? WHERE account = ?", (balance - debit, debit_account))
                 result.balance_after = balance - debit
-        conn.execute("INSERT OR REPLACE INTO requests (id, record, response, expires_at) VALUES (?, ?, NULL, ?)",
-                     (request_id, record.encode(result), clock + self.idempotency_ttl))
+        # the caller's answer goes into the same row and commit: one write transaction per
+        # decision instead of charge + remember
+        response = answer(result) if answer is not None else None
+        conn.execute("INSERT OR REPLACE INTO requests (id, record, response, expires_at) VALUES (?, ?, ?, ?)",
+                     (request_id, record.encode(result), response, clock + self.idempotency_ttl))
         if not result.insufficient_balance and walk.adds:
             rows = []
             for key, amount in walk.adds.items():

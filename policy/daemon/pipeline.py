@@ -97,11 +97,11 @@ class Pipeline:
             if self.counters is not None:
                 self._limits(loaded, sub, account, mfacts, local_now, now, decision)
 
-        # 5. log, 6. answer (a charged request keeps its answer for retries)
-        self._log(sub, decision, now, mfacts)
-        if self.counters is not None and decision.submit_result == 0:
-            decision.stored_response = decision_to_response(decision).SerializeToString()
-            self.counters.remember(sub.request_id, decision.stored_response, now=now)
+        # 5. log, 6. answer (the counter step kept the answer for retries of this request id)
+        if not self._log(sub, decision, now, mfacts) and self.counters is not None:
+            # the log refused it after all (fail_closed race): a retry must get this answer
+            self.counters.remember(sub.request_id,
+                                   decision_to_response(decision).SerializeToString(), now=now)
         if self.metrics:
             self.metrics.observe(decision, time.perf_counter() - started)
         return decision
@@ -189,12 +189,23 @@ class Pipeline:
                                             decision.segments, local_now)
             charges.append(RecipientCharge(index=i, increments=incs, segments=decision.segments))
         debit = account.id if account.billing == "prepaid" else None
+
+        def answer(res) -> bytes:  # the answer a retry of this request id gets back
+            self._apply_charge(decision, res, account, debit)
+            decision.stored_response = decision_to_response(decision).SerializeToString()
+            return decision.stored_response
+
         try:
-            res = self.counters.charge(sub.request_id, charges, debit, account.price, now)
+            res = self.counters.charge(sub.request_id, charges, debit, account.price, now, answer)
         except (CounterStoreError, OSError, ConnectionError) as e:
             # unknown outcome: the front-end answers flow control and the customer retries with
             # the same request id, which the store applies at most once
             raise CountersUnavailable(str(e)) from e
+        if res.replayed:  # charged before (a retry whose answer was not kept): as recorded
+            self._apply_charge(decision, res, account, debit)
+
+    @staticmethod
+    def _apply_charge(decision: Decision, res, account: Account, debit: str | None) -> None:
         decision.counters = list(res.values)
         if res.insufficient_balance:
             decision.balance = {"before": res.balance_after, "debit": None}
@@ -214,9 +225,10 @@ class Pipeline:
                                 "debit": billed * account.price}
 
     # ------------------------------------------------------------------ step 5
-    def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict) -> None:
+    def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict) -> bool:
+        """False when the log refused the record and the decision was failed closed."""
         if self.decision_log is None:
-            return
+            return True
         record = {
             "decision_id": decision.decision_id,
             "ts": now,
@@ -246,6 +258,8 @@ class Pipeline:
         }
         if not self.decision_log.append(record):  # lost the race for the last queue slot
             self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
+            return False
+        return True
 
     def _logged_facts(self, facts: dict) -> dict:
         """With content logging masked or hashed, the raw text must not reach the log through
