@@ -7,7 +7,7 @@ from policy.engine.oracle import OracleRules
 from policy.rules.conditions import Any_, Compare
 from tests.engine.rulekit import facts, ids, rule
 
-THREADS, MATCHES = 4, 5000
+THREADS, MATCHES, SWAPS = 4, 5000, 20
 
 
 def version(tag: int) -> list:
@@ -30,28 +30,31 @@ def test_swapping_under_load_gives_only_complete_answers():
     assert all(expected[0][i] != expected[1][i] for i in range(len(FACTS)))
 
     holder = RulesHolder(DurableRules(version(0), "v0"))
-    wrong, errors, done = [], [], threading.Event()
+    wrong, errors, counts, stop = [], [], [0] * THREADS, threading.Event()
 
     def reader(seed: int) -> None:
+        # reads until the main thread has swapped enough times, and at least MATCHES times
         try:
-            for n in range(MATCHES):
+            n = 0
+            while n < MATCHES or not stop.is_set():
                 i = (seed + n) % len(FACTS)
                 got = ids(holder.match(FACTS[i]))
                 if got not in (expected[0][i], expected[1][i]):
                     wrong.append((i, got))
+                n += 1
+            counts[seed] = n
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
     threads = [threading.Thread(target=reader, args=(s,)) for s in range(THREADS)]
     for t in threads:
         t.start()
-    swaps = 0
-    while any(t.is_alive() for t in threads):
+    for swaps in range(SWAPS):  # every swap happens while readers are matching
         holder.swap(DurableRules(version((swaps + 1) % 2), f"v{swaps}"))
-        swaps += 1
         threads[0].join(0.005)
+    stop.set()
     for t in threads:
         t.join()
     holder.current().close()
     assert errors == [] and wrong == []
-    assert swaps >= 10
+    assert min(counts) >= MATCHES
