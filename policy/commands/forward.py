@@ -5,6 +5,8 @@ import asyncio
 import logging
 import signal
 
+from ._common import settings_and_policy
+
 NAME = "forward"
 HELP = "run the forwarder: send accepted messages to the upstream channels of the rules"
 
@@ -32,20 +34,10 @@ async def _serve(settings, policy) -> int:
 
 
 def run(args) -> int:
-    from ..rules.errors import PolicyError
-    from ..rules.loader import load_policy
-    from ..settings import SettingsError, load_settings
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(args.config, overrides={"rules_dir": args.rules_dir,
-                                                          "data_dir": args.data_dir})
-        policy = load_policy(settings.rules_dir)
-    except SettingsError as e:
-        print(f"smspolicy forward: {e}")
-        return 2
-    except PolicyError as e:
-        print(e)
-        print(f"smspolicy forward: the rules in {settings.rules_dir} are not valid; not starting")
-        return 1
+    loaded = settings_and_policy(args, "forward")
+    if isinstance(loaded, int):
+        return loaded
+    settings, policy = loaded
     return asyncio.run(_serve(settings, policy))

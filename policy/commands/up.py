@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ._common import settings_and_policy
+
 NAME = "up"
 HELP = "start daemon, front-end, forwarder and upstream simulator together (Ctrl-C stops all)"
 
@@ -88,20 +90,10 @@ def _http_channel_listen(policy) -> str:
 
 
 def run(args) -> int:
-    from ..rules.errors import PolicyError
-    from ..rules.loader import load_policy
-    from ..settings import SettingsError, load_settings
-    try:
-        settings = load_settings(args.config, overrides={"rules_dir": args.rules_dir,
-                                                          "data_dir": args.data_dir})
-        policy = load_policy(settings.rules_dir)
-    except SettingsError as e:
-        print(f"smspolicy up: {e}")
-        return 2
-    except PolicyError as e:
-        print(e)
-        print(f"smspolicy up: the rules in {settings.rules_dir} are not valid; not starting")
-        return 1
+    loaded = settings_and_policy(args, "up")
+    if isinstance(loaded, int):
+        return loaded
+    settings, policy = loaded
     rules, data = os.path.abspath(settings.rules_dir), os.path.abspath(settings.data_dir)
     log_dir = Path(data) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
