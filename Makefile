@@ -15,5 +15,7 @@ test: setup
 check: setup
 	.venv/bin/smspolicy check rules/
 
+# the bench extra adds the peer engine (zen-engine) the rules-engine comparison runs against
 bench: setup
+	.venv/bin/python -m pip install --quiet -e '.[test,bench]'
 	.venv/bin/python -m bench

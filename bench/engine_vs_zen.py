@@ -1,0 +1,388 @@
+"""The product's rules engine beside a peer: durable_rules vs zen-engine (GoRules, Rust core).
+
+    python -m bench.engine_vs_zen [--quick] [--messages N] [--runs N] [--workdir DIR]
+
+The reference workload's 40 rules (bench/workload.py: 11 submit-stage, 29 recipient-stage, 3 of
+them shadow) are evaluated over the same precomputed facts by
+  (a) the product's compiled durable_rules evaluator: the `DurableRules` objects the daemon's
+      Runtime builds, called as Pipeline calls them (`match(facts)`, then the first enforced hit
+      decides and shadow hits are recorded);
+  (b) the same rules as a zen-engine JSON decision model: per stage one decision table with
+      first-hit policy over the enforced rules, rows sorted by (-priority, index) as the
+      pipeline orders hits, beside a collect-policy table over the shadow rules (shadow rules
+      can never decide), both in one graph and one evaluate() call.
+Facts are built once per message and recipient with the product's FactBuilder, as the pipeline
+does (submit stage on the message facts; the recipient stage per recipient only when no enforced
+submit rule decided). Both engines must give the same deciding rule and the same shadow hits for
+every stage of every message of the sample (and, checked untimed, the same full list of matching
+rules through a collect table over all rules); any disagreement fails the benchmark with the first
+differing cases printed.
+
+Fairness: both start from the product's facts dict and do the same input preparation on every
+call. The rule values are read and type-checked by semantics.read_facts, and `contains` on a
+string / `matches` tests are run by textmatch.TextMatcher (durable_rules' own regex engine is
+wrong, see policy/engine/dialect.py), its results travelling as a list of test numbers that the
+rules test by membership. DurableRules does this inside match(); the zen side does the same per
+call, inside the timed loop, and hands zen a dict. Then the full pipeline: the facts step plus
+each engine, per message, from a Submission to the decision.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from policy.engine.semantics import Test, facts_read, prepare_rules, read_facts
+from policy.engine.textmatch import TextMatcher
+from policy.rules.conditions import All, Any_
+
+SAMPLE = 10_000
+RUNS = 5
+TEXT = "_t_"
+
+
+# ---------------------------------------------------------------------------- the zen translation
+class ZenStage:
+    """One stage's rules as a zen-engine decision graph; `decide(facts)` answers like the pipeline:
+    (id of the enforced rule that decides or None, ids of the shadow rules that match, in order)."""
+
+    def __init__(self, rules, is_shadow, name: str):
+        import zen
+        prepared = prepare_rules(rules)
+        self._read = facts_read(prepared)
+        self._probes: dict[str, dict[tuple[str, str], int]] = {}
+        ordered = sorted(prepared, key=lambda p: (-p.rule.priority, p.rule.index))
+        rows = [(p.rule, self._expr(p.tree)) for p in ordered]
+        self._text = [(key, TEXT + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
+        enforced = [(r.id, e) for r, e in rows if not is_shadow(r)]
+        shadow = [(r.id, e) for r, e in rows if is_shadow(r)]
+        self.graph = _graph([("enforced", "first", enforced), ("shadow", "collect", shadow)])
+        self.check_graph = _graph([("all", "collect", [(r.id, e) for r, e in rows])])
+        self.rows = len(rows)
+        self.conditions = {r.id: e for r, e in rows}
+        self._engine = zen.ZenEngine({"loader": {"type": "static", "content": {
+            name: self.graph, f"{name}-all": self.check_graph}}})
+        self._key, self._check_key = name, f"{name}-all"
+        self._evaluate = self._engine.evaluate
+
+    def context(self, facts: dict) -> dict:
+        values = read_facts(facts, self._read)
+        for key, field, matcher in self._text:
+            s = values.pop(key, None)
+            if s is not None:
+                values[field] = list(matcher.found(s))
+        return values
+
+    def decide(self, facts: dict) -> tuple:
+        result = self._evaluate(self._key, self.context(facts))["result"]
+        enforced = result.get("enforced")
+        return (enforced["rule"] if enforced else None,
+                tuple(row["rule"] for row in result.get("shadow", ())))
+
+    def all_matches(self, facts: dict) -> list[str]:
+        result = self._evaluate(self._check_key, self.context(facts))["result"]
+        return [row["rule"] for row in result.get("all", ())]
+
+    # A test of an absent fact is false (semantics.py), exists: false aside: every test is guarded
+    # with `!= null`. The tree is already in negation normal form, so `not` appears only inside a
+    # guarded leaf and never meets an absent value.
+    def _expr(self, tree) -> str:
+        if isinstance(tree, (All, Any_)):
+            parts = [self._expr(t) for t in tree.items]
+            if len(parts) == 1:
+                return parts[0]
+            return "(" + (" and " if isinstance(tree, All) else " or ").join(parts) + ")"
+        t: Test = tree
+        key = t.key
+        if t.op == "exists":
+            return f"{key} {'!=' if t.value else '=='} null"
+        if t.is_text:
+            kind = "contains" if t.op.endswith("contains") else "matches"
+            probes = self._probes.setdefault(key, {})
+            n = probes.setdefault((kind, t.value), len(probes))
+            field = TEXT + key
+            test = f"{n} in {field}" if t.op in ("contains", "matches") else f"not ({n} in {field})"
+            return f"({field} != null and {test})"
+        v = _literal(t.value)
+        if t.op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            test = f"{key} {_OPS[t.op]} {v}"
+        elif t.op == "in":
+            test = f"{key} in {v}"
+        elif t.op == "not_in":
+            test = f"not ({key} in {v})"
+        elif t.op == "contains":        # list membership
+            test = f"{v} in {key}"
+        elif t.op == "not_contains":
+            test = f"not ({v} in {key})"
+        else:
+            raise AssertionError(f"unhandled test {t}")
+        return f"({key} != null and {test})"
+
+
+_OPS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def _literal(value) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if '"' in value or "\\" in value:
+            raise ValueError(f"string {value!r} needs escaping the translation does not do")
+        return f'"{value}"'
+    raise ValueError(f"no zen literal for {value!r}")
+
+
+def _graph(tables: list[tuple[str, str, list[tuple[str, str]]]]) -> dict:
+    """input -> one decision table per entry (its output under `path`) -> output."""
+    nodes = [{"id": "in", "type": "inputNode", "name": "facts", "position": {"x": 0, "y": 0}},
+             {"id": "out", "type": "outputNode", "name": "decision", "position": {"x": 400, "y": 0}}]
+    edges = []
+    for path, policy, rows in tables:
+        nodes.append({"id": path, "type": "decisionTableNode", "name": path, "position": {"x": 200, "y": 0},
+                      "content": {
+                          "hitPolicy": policy, "outputPath": path,
+                          # an input without a field: each cell is a whole expression over the facts
+                          "inputs": [{"id": "when", "name": "when", "field": ""}],
+                          "outputs": [{"id": "rule", "name": "rule", "field": "rule"}],
+                          "rules": [{"_id": rid, "when": cond, "rule": json.dumps(rid)} for rid, cond in rows]}})
+        edges += [{"id": f"in-{path}", "type": "edge", "sourceId": "in", "targetId": path},
+                  {"id": f"{path}-out", "type": "edge", "sourceId": path, "targetId": "out"}]
+    return {"contentType": "application/vnd.gorules.decision", "nodes": nodes, "edges": edges}
+
+
+# ---------------------------------------------------------------------------- the durable side
+class DurableStage:
+    """The product's evaluator of one stage, answering like Pipeline._decide."""
+
+    def __init__(self, rules, is_shadow):
+        self.rules = rules   # a DurableRules (the Runtime's), used as the pipeline uses it
+        self._shadow = is_shadow
+
+    def decide(self, facts: dict) -> tuple:
+        hits = self.rules.match(facts)
+        chosen, shadows = None, []
+        for r in hits:
+            if self._shadow(r):
+                shadows.append(r.id)
+            elif chosen is None:
+                chosen = r.id
+        return chosen, tuple(shadows)
+
+    def all_matches(self, facts: dict) -> list[str]:
+        return [r.id for r in self.rules.match(facts)]
+
+
+# ---------------------------------------------------------------------------- facts and runs
+@dataclass
+class Sample:
+    facts: list[tuple[dict, list[dict]]]   # per message: message facts, recipient facts
+    subs: list                              # the Submissions, for the full pipeline
+    nows: list[datetime]
+    accounts: list
+    skipped: int                            # recipients whose facts raised (the pipeline: internal error)
+
+
+def build_sample(loaded, subs: list, start: float, step: float) -> Sample:
+    accounts = loaded.policy.accounts
+    facts, kept, nows, accs, skipped = [], [], [], [], 0
+    for i, sub in enumerate(subs):
+        account = accounts.get(sub.account_id)
+        if account is None:
+            continue
+        now = datetime.fromtimestamp(start + i * step, loaded.tz)
+        mf = loaded.facts.message_facts(sub, account, now)
+        rfs = []
+        for raw in sub.destinations:
+            try:
+                rfs.append(loaded.facts.recipient_facts(mf, raw, account))
+            except Exception:  # noqa: BLE001 - counted and reported; both engines skip it alike
+                skipped += 1
+        facts.append((mf, rfs))
+        kept.append(sub)
+        nows.append(now)
+        accs.append(account)
+    return Sample(facts, kept, nows, accs, skipped)
+
+
+def outcomes(submit, recipient, facts) -> tuple[list, int]:
+    """Each message's decisions, and how many stage evaluations that took."""
+    out, calls = [], 0
+    for mf, rfs in facts:
+        s = submit.decide(mf)
+        calls += 1
+        if s[0] is None:
+            r = [recipient.decide(rf) for rf in rfs]
+            calls += len(rfs)
+        else:
+            r = []
+        out.append((s, r))
+    return out, calls
+
+
+def rules_pass(submit, recipient, facts) -> None:
+    sd, rd = submit.decide, recipient.decide
+    for mf, rfs in facts:
+        if sd(mf)[0] is None:
+            for rf in rfs:
+                rd(rf)
+
+
+def pipeline_pass(loaded, submit, recipient, sample: Sample) -> None:
+    """Facts + rules from the Submission on, as Pipeline.evaluate orders them (no counters, no log)."""
+    mfacts, rfacts = loaded.facts.message_facts, loaded.facts.recipient_facts
+    sd, rd = submit.decide, recipient.decide
+    for sub, account, now in zip(sample.subs, sample.accounts, sample.nows):
+        mf = mfacts(sub, account, now)
+        if sd(mf)[0] is None:
+            for raw in sub.destinations:
+                try:
+                    rf = rfacts(mf, raw, account)
+                except Exception:  # noqa: BLE001 - as in build_sample
+                    continue
+                rd(rf)
+
+
+def facts_pass(loaded, sample: Sample) -> None:
+    mfacts, rfacts = loaded.facts.message_facts, loaded.facts.recipient_facts
+    for sub, account, now in zip(sample.subs, sample.accounts, sample.nows):
+        mf = mfacts(sub, account, now)
+        for raw in sub.destinations:
+            try:
+                rfacts(mf, raw, account)
+            except Exception:  # noqa: BLE001 - as in build_sample
+                continue
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+class Disagreement(AssertionError):
+    pass
+
+
+def check_agreement(durable, zen, sample: Sample, show: int = 5) -> dict:
+    """Every stage decision, shadow list and full match list equal, or Disagreement naming the
+    first cases. Returns counts of what the sample decided."""
+    ds, dr = durable
+    zs, zr = zen
+    a, calls = outcomes(ds, dr, sample.facts)
+    b, _ = outcomes(zs, zr, sample.facts)
+    diffs = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            diffs.append(f"message {i} ({sample.subs[i].request_id}): durable {x} / zen {y}")
+    for i, (mf, rfs) in enumerate(sample.facts):   # untimed: every matching rule, enforced or not
+        stages = [("submit", ds, zs, mf)] + [(f"recipient {k}", dr, zr, rf) for k, rf in enumerate(rfs)]
+        for stage, d, z, f in stages:
+            if d.all_matches(f) != z.all_matches(f):
+                diffs.append(f"message {i} {stage}: all matches durable {d.all_matches(f)} / zen {z.all_matches(f)}")
+    if diffs:
+        raise Disagreement(f"durable_rules and zen-engine disagree on {len(diffs)} cases; the first:\n  "
+                           + "\n  ".join(diffs[:show]))
+    decided = sum(1 for (s, r) in a if s[0] is not None) + sum(1 for (s, r) in a for d in r if d[0] is not None)
+    shadow = sum(len(s[1]) for s, _ in a) + sum(len(d[1]) for _, r in a for d in r)
+    return {"messages": len(a), "evaluations": calls, "decided by a rule": decided, "shadow hits": shadow}
+
+
+def measure(rules_dir: Path, subs: list, workdir: Path, runs: int = RUNS, log=print) -> dict:
+    from .pipeline_bench import START, STEP, build_runtime
+    runtime = build_runtime(rules_dir, workdir / "var")
+    try:
+        loaded = runtime.current()
+        shadow_all = loaded.policy.platform.shadow_all
+
+        def is_shadow(r) -> bool:   # as Pipeline._is_shadow
+            return r.mode == "shadow" or shadow_all
+
+        rules = loaded.policy.rules
+        t = time.perf_counter()
+        zen = (ZenStage([r for r in rules if r.stage == "submit"], is_shadow, "submit"),
+               ZenStage([r for r in rules if r.stage == "recipient"], is_shadow, "recipient"))
+        zen_build = time.perf_counter() - t
+        durable = (DurableStage(loaded.submit_rules, is_shadow), DurableStage(loaded.recipient_rules, is_shadow))
+        sample = build_sample(loaded, subs, START, STEP)
+        counts = check_agreement(durable, zen, sample)
+        log(f"  agreement: {counts['messages']} messages, {counts['evaluations']} stage evaluations, "
+            f"{counts['decided by a rule']} decided by a rule, {counts['shadow hits']} shadow hits: "
+            f"durable_rules and zen-engine agree on every one; zen graphs built in {zen_build * 1e3:.0f} ms")
+        # one untimed pass each: zen compiles its graph on first use, textmatch fills its DFA cache
+        rules_pass(*durable, sample.facts)
+        rules_pass(*zen, sample.facts)
+        series = {k: [] for k in ("durable", "zen", "pipeline durable", "pipeline zen", "facts")}
+        for rep in range(runs):   # interleaved, so that a load spike hits both alike
+            for name, fn in (("durable", lambda: rules_pass(*durable, sample.facts)),
+                             ("zen", lambda: rules_pass(*zen, sample.facts)),
+                             ("pipeline durable", lambda: pipeline_pass(loaded, *durable, sample)),
+                             ("pipeline zen", lambda: pipeline_pass(loaded, *zen, sample)),
+                             ("facts", lambda: facts_pass(loaded, sample))):
+                series[name].append(timed(fn))
+            d, z = series["durable"][-1][0], series["zen"][-1][0]
+            log(f"  run {rep + 1}: durable {len(sample.facts) / d:8.0f} decisions/s, "
+                f"zen {len(sample.facts) / z:8.0f} decisions/s, zen/durable {d / z:4.2f}")
+        n = len(sample.facts)
+        out = {"counts": counts, "skipped_recipients": sample.skipped, "zen_build_ms": zen_build * 1e3,
+               "messages": n, "runs": runs}
+        for name, runs_ in series.items():
+            out[name] = {"rate": statistics.median(n / w for w, _ in runs_),
+                         "cpu_us": statistics.median(c / n for _, c in runs_) * 1e6,
+                         "rates": [n / w for w, _ in runs_]}
+        out["ratio"] = statistics.median(dw / zw for (dw, _), (zw, _) in zip(series["durable"], series["zen"]))
+        out["pipeline ratio"] = statistics.median(
+            dw / zw for (dw, _), (zw, _) in zip(series["pipeline durable"], series["pipeline zen"]))
+        return out
+    finally:
+        runtime.close()
+
+
+def report(r: dict) -> str:
+    n = r["messages"]
+    ev = r["counts"]["evaluations"] / n
+    lines = [f"{n} messages ({ev:.2f} stage evaluations each), medians of {r['runs']} runs:"]
+    for name in ("durable", "zen", "pipeline durable", "pipeline zen", "facts"):
+        lines.append(f"  {name:<17} {r[name]['rate']:9,.0f} decisions/s  {1e6 / r[name]['rate']:6.1f} µs wall  "
+                     f"{r[name]['cpu_us']:6.1f} µs CPU per decision")
+    lines.append(f"  rules only: zen/durable speed ratio {r['ratio']:.2f}; "
+                 f"facts + rules: {r['pipeline ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .workload import FULL, QUICK, Workload
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small workload and sample (smoke run)")
+    ap.add_argument("--messages", type=int, default=0, help=f"sample size (default {SAMPLE}, quick 1000)")
+    ap.add_argument("--runs", type=int, default=RUNS)
+    ap.add_argument("--workdir", type=Path, help="keep files here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    n = args.messages or (1000 if args.quick else SAMPLE)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="smspolicy-zen-"))
+    try:
+        w = Workload(QUICK if args.quick else FULL)
+        rules = w.write(workdir / "rules")
+        r = measure(rules, list(w.messages(n)), workdir, args.runs)
+        print(report(r))
+    except Disagreement as e:
+        print(e, file=sys.stderr)
+        return 1
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
