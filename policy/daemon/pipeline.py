@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from datetime import datetime
 
 from ..counters import CounterStoreError, RecipientCharge
@@ -24,7 +23,7 @@ from ..rules.model import Account, Rule
 from ..submission import Submission
 from .convert import decision_to_response
 from .decision import (ACCEPT, BALANCE_CODE, HOLD, INTERNAL_ERROR, REJECT, UNDEFINED_ERROR,
-                       Decision, Match, RecipientResult)
+                       Decision, Match, RecipientResult, new_decision_id)
 from .runtime import LoadedPolicy, Runtime
 
 log = logging.getLogger("smspolicy.pipeline")
@@ -70,7 +69,7 @@ class Pipeline:
         if account is None:
             raise UnknownAccount(f"unknown account {sub.account_id!r}")
         local_now = datetime.fromtimestamp(now, loaded.tz)
-        decision = Decision(decision_id=uuid.uuid4().hex, request_id=sub.request_id,
+        decision = Decision(decision_id=new_decision_id(), request_id=sub.request_id,
                             rules_version=loaded.version)
 
         # 2. message facts
@@ -86,9 +85,10 @@ class Pipeline:
             decision.submit_reason = submit_hit.description
         else:
             # 3b. recipient-stage rules
+            shared: list[str] = []  # the message's share of the engine payload, made once
             for i, raw in enumerate(sub.destinations):
-                decision.recipients.append(
-                    self._recipient_stage(loaded, sub, account, mfacts, i, raw, decision, explain))
+                decision.recipients.append(self._recipient_stage(
+                    loaded, sub, account, mfacts, i, raw, decision, explain, shared))
             if self.decision_log is not None and not self.decision_log.has_room():
                 # fail closed: a decision that cannot be logged is not made; nothing is counted
                 self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
@@ -121,11 +121,14 @@ class Pipeline:
 
     def _recipient_stage(self, loaded: LoadedPolicy, sub: Submission, account: Account,
                          mfacts: dict, index: int, raw: str, decision: Decision,
-                         explain: bool) -> RecipientResult:
+                         explain: bool, shared: list[str]) -> RecipientResult:
         message_id = sub.message_ids[index] if index < len(sub.message_ids) else ""
         try:
-            facts = loaded.facts.recipient_facts(mfacts, raw, account)
-            hits = loaded.recipient_rules.match(facts)
+            # this recipient's own facts; the message's come in once through `shared`
+            facts = loaded.facts.recipient_part(mfacts, raw, account)
+            if not shared:
+                shared.append(loaded.recipient_rules.message_part(mfacts))
+            hits = loaded.recipient_rules.match(facts, shared[0])
         except RulesClosed:
             raise
         except Exception:  # noqa: BLE001 - one recipient's failure must not fail the others
@@ -134,10 +137,9 @@ class Pipeline:
             decision.errors.append(f"recipient {index}: internal error")
             return RecipientResult(raw, raw, REJECT, INTERNAL_ERROR, "", "", decision.segments,
                                    message_id, reason="internal error while evaluating")
-        decision.facts["recipients"].append(
-            {k: v for k, v in facts.items() if k.startswith(("recipient__", "route__", "channel__"))})
+        decision.facts["recipients"].append(facts)  # a fresh dict of the recipient's own keys
         if explain:
-            self._trace(loaded, "recipient", facts, hits, index, decision)
+            self._trace(loaded, "recipient", {**mfacts, **facts}, hits, index, decision)
         result = RecipientResult(raw, facts["recipient__number"], ACCEPT,
                                  channel_id=facts.get("route__channel", ""),
                                  segments=decision.segments, message_id=message_id)

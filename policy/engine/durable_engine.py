@@ -35,6 +35,7 @@ import durable_rules_engine as _dre
 
 from ..rules.conditions import All, Any_
 from ..rules.model import Rule
+from ..vocabulary import FACTS, engine_key
 from . import EngineError, RuleCompileError, RulesClosed
 from .semantics import Prepared, Test, facts_read, prepare_rules, read_facts
 from .textmatch import TextMatcher
@@ -46,6 +47,7 @@ TEXT_PREFIX = "_t_"         # "_t_<fact key>": the numbers of the text tests tru
 NOT_HANDLED = 1             # assert_fact: no rule matched, nothing stored
 
 _COMPARE = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
+_MESSAGE_KEYS = frozenset(engine_key(n) for n, f in FACTS.items() if f.stage == "message")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
@@ -73,6 +75,14 @@ class DurableRules:
         self._read = facts_read(prepared)
         self._plain = [f for f in self._read if _read_by_plain_test(prepared, f[0])]
         self._text = [(key, TEXT_PREFIX + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
+        # the same split by stage: message facts are read, checked, text-tested and encoded once
+        # per message (message_part) however many recipients share them
+        self._read_m = [f for f in self._read if f[0] in _MESSAGE_KEYS]
+        self._read_r = [f for f in self._read if f[0] not in _MESSAGE_KEYS]
+        self._plain_m = [f for f in self._plain if f[0] in _MESSAGE_KEYS]
+        self._plain_r = [f for f in self._plain if f[0] not in _MESSAGE_KEYS]
+        self._text_m = [t for t in self._text if t[0] in _MESSAGE_KEYS]
+        self._text_r = [t for t in self._text if t[0] not in _MESSAGE_KEYS]
 
         self._lock = threading.Lock()
         self._closed = False
@@ -85,13 +95,28 @@ class DurableRules:
             self._delete_shards()
             raise
 
-    def match(self, facts: dict) -> list[Rule]:
+    def message_part(self, message_facts: dict) -> str:
+        """The message facts' share of every payload, for match(recipient_facts, part): what
+        depends only on the message, computed once for all its recipients. Raises FactTypeError
+        like match()."""
+        out: dict = {GUARD: 1}
+        self._fields(read_facts(message_facts, self._read_m), self._plain_m, self._text_m, out)
+        return _encode(out)[1:-1]
+
+    def match(self, facts: dict, message_part: str | None = None) -> list[Rule]:
         """Every matching rule (enforce and shadow), sorted by (-priority, index).
 
+        `facts` holds every fact; or, with `message_part` (from message_part() of the message's
+        facts), the stage's own facts, of which only those of stage "recipient" are read.
         Raises FactTypeError (an EngineError) for a fact of the wrong type, EngineError when the
         engine fails on this message (the evaluator stays usable), RulesClosed after close().
         """
-        payload = self._payload(read_facts(facts, self._read))
+        if message_part is None:
+            payload = self._payload(read_facts(facts, self._read))
+        else:
+            out: dict = {}
+            self._fields(read_facts(facts, self._read_r), self._plain_r, self._text_r, out)
+            payload = f"{{{message_part},{_encode(out)[1:-1]}}}" if out else f"{{{message_part}}}"
         hits: set[int] = set()
         with self._lock:
             if self._closed:
@@ -157,15 +182,19 @@ class DurableRules:
 
     def _payload(self, values: dict) -> str:
         out: dict = {GUARD: 1}
-        for key, type_, _name in self._plain:
+        self._fields(values, self._plain, self._text, out)
+        return _encode(out)
+
+    @staticmethod
+    def _fields(values: dict, plain, text, out: dict) -> None:
+        for key, type_, _name in plain:
             v = values.get(key)
             if v is not None:
                 out[key] = ["", *v] if type_ == "list" else v
-        for key, field, matcher in self._text:
+        for key, field, matcher in text:
             s = values.get(key)
             if s is not None:
                 out[field] = [-1, *matcher.found(s)]
-        return _encode(out)
 
     def _delete_shards(self) -> None:
         for shard in self._shards:

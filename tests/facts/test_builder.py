@@ -62,6 +62,16 @@ def test_recipient_facts_is_a_new_dict(builder, mf, acct):
     assert rf is not mf and mf == before
 
 
+@pytest.mark.parametrize("number", [BEIJING_CMCC, GUANGZHOU_CMCC, "abc"])
+def test_recipient_part_is_the_recipient_share_of_recipient_facts(builder, mf, acct, number):
+    part = builder.recipient_part(mf, number, acct)
+    full = builder.recipient_facts(mf, number, acct)
+    assert set(part) <= RECIPIENT_KEYS
+    # what the decision log keeps per recipient, same keys in the same order
+    assert list(part.items()) == [(k, v) for k, v in full.items() if k in RECIPIENT_KEYS]
+    assert builder.recipient_part(mf, number, acct) is not part
+
+
 def test_message_facts(mf):
     assert mf[engine_key("account.id")] == "900001"
     assert mf[engine_key("message.content")] == "【云片科技】您的验证码是1234，5分钟内有效"

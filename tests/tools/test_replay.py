@@ -222,14 +222,14 @@ def test_a_submit_refusal_lifted_by_the_candidate_is_not_comparable(traffic, tmp
 def test_a_recipient_that_failed_inside_the_daemon_is_carried_over(tmp_path, monkeypatch):
     rec = Recorder(tmp_path, copy_rules(tmp_path))
     facts = rec.runtime.current().facts
-    real = facts.recipient_facts
+    real = facts.recipient_part  # what the pipeline calls per recipient
 
     def flaky(mfacts, raw, account):
         if raw == "13800000011":
             raise RuntimeError("lookup failed")
         return real(mfacts, raw, account)
 
-    monkeypatch.setattr(facts, "recipient_facts", flaky)
+    monkeypatch.setattr(facts, "recipient_part", flaky)
     decision = rec.send(["13900000001", "13800000011", "13800138000"])
     rec.close()
     assert [r.code for r in decision.recipients] == ["MA:0001", "MA:0011", ""]
