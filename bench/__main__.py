@@ -1,21 +1,30 @@
-"""python -m bench [--quick] [--profile] [--workdir DIR]: every reference benchmark, one table.
+"""python -m bench [--quick] [--runs N] [--only SECTIONS] [--json PATH] [--profile] [--workdir DIR]
 
-Runs, on one generated reference workload (bench/workload.py):
-  1. Pipeline.evaluate in process, one thread: (a) rules + facts, (b) + SQLite counters,
-     (c) + decision log — bench/pipeline_bench.py
-  2. daemon start time and memory on the workload — bench/pipeline_bench.py
-  3. gRPC on loopback: batch, stream and paced unary against the daemon (SQLite counters,
-     counters off, counters and decision log off, Redis counters) beside a bare grpcio echo
-     server — bench/grpc_bench.py
-and prints one table: metric, value, target, baseline, ratio (value / baseline). Throughput
-and latency figures are medians of 3 runs (latency: 1 with --quick). The machine is shared:
-the load average is sampled every 5 s during the run and printed with the table. --quick
-shrinks the workload and every run to a smoke test (under a minute); its figures are not the
-reference ones.
+Every reference benchmark (issues 2, 3 and 8), one table. On one generated reference workload
+(bench/workload.py) unless said otherwise:
+  pipeline  Pipeline.evaluate in process, one thread: (a) rules + facts, (b) + SQLite counters,
+            (c) + decision log; daemon start time and memory — bench/pipeline_bench.py
+  grpc      the daemon over gRPC on loopback: batch, stream and paced unary (SQLite counters,
+            counters off, counters and log off, Redis counters) beside a bare grpcio echo
+            server answering with captured responses of the same size — bench/grpc_bench.py
+  engine    the rules engine beside a peer: durable_rules vs the same rules as a zen-engine
+            decision table, same facts, agreement required on every decision; and the full
+            facts + rules pass with each — bench/engine_vs_zen.py
+  frontend  the CMPP front-end end to end beside a codec echo — bench/frontend_e2e.py
+  lists     1M vs 10M blacklisted numbers: daemon start, RSS, lookup cost — bench/lists_scale.py
+  replay    exact replay of 1,000,000 logged decisions — bench/replay_bench.py (the logs are
+            generated once into --replay-dir and reused by later runs)
+and prints one table: metric, value, baseline, ratio (value / baseline), target. Figures are
+medians of --runs runs (default 3; the runs of compared configurations interleaved, so that a
+load spike on the shared machine hits them alike). The load average is sampled every 5 s and
+printed with the table. --quick shrinks every size to a smoke test; its figures are not the
+reference ones. --json writes every row and the raw per-run figures. Exit status 1 when a
+section could not be measured or the two rules engines disagree.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -28,8 +37,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import grpc_bench, pipeline_bench
+from . import engine_vs_zen, grpc_bench, lists_scale, pipeline_bench, replay_bench
 from .workload import FULL, QUICK, Workload
+
+SECTIONS = ("pipeline", "grpc", "engine", "frontend", "lists", "replay")
 
 
 class LoadSampler:
@@ -97,20 +108,22 @@ def verdict(value: float, target: float, higher_is_better: bool) -> str:
 
 
 def table(rows: list[tuple]) -> str:
-    head = ("metric", "value", "target", "baseline", "ratio")
-    cells = [head] + [(*(fmt(c) for c in r[:4]), "—" if r[4] is None else f"{r[4]:.2f}") for r in rows]
+    """rows: (metric, value, target, baseline, ratio); printed as metric, value, baseline, ratio, target."""
+    head = ("metric", "value", "baseline", "ratio", "target")
+    cells = [head] + [(fmt(r[0]), fmt(r[1]), fmt(r[3]), "—" if r[4] is None else f"{r[4]:.2f}", fmt(r[2]) or "")
+                      for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(5)]
     lines = []
     for k, r in enumerate(cells):
-        lines.append("| " + " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+        lines.append("| " + " | ".join(c.ljust(widths[i]) if i in (0, 4) else c.rjust(widths[i])
                                        for i, c in enumerate(r)) + " |")
         if k == 0:
-            lines.append("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":"
+            lines.append("|" + "|".join("-" * (w + 2) if i in (0, 4) else "-" * (w + 1) + ":"
                                         for i, w in enumerate(widths)) + "|")
     return "\n".join(lines)
 
 
-def rows_for(p: dict, start: dict, g: dict) -> list[tuple]:
+def pipeline_rows(p: dict, start: dict) -> list[tuple]:
     med, rmed = pipeline_bench.median_rate, pipeline_bench.median_recipient_rate
     a, b, c = med(p["a"]), med(p["b"]), med(p["c"])
     cpu = {k: statistics.median(r.cpu / r.messages for r in p[k]) * 1e6 for k in "abc"}
@@ -127,6 +140,11 @@ def rows_for(p: dict, start: dict, g: dict) -> list[tuple]:
         ("daemon start to SERVING, s", start["start_s"], f"≤ 10: {verdict(start['start_s'], 10, False)}", None, None),
         ("daemon VmRSS after start, MB", start["rss_mb"], f"≤ 500: {verdict(start['rss_mb'], 500, False)}", None, None),
     ]
+    return rows
+
+
+def grpc_rows(g: dict) -> list[tuple]:
+    rows = []
     mem = g["memory"].get("sqlite", {})
     if mem:
         rows.append(("daemon VmRSS / VmHWM after the gRPC runs, MB", f"{mem['VmRSS']:.0f} / {mem['VmHWM']:.0f}",
@@ -136,6 +154,9 @@ def rows_for(p: dict, start: dict, g: dict) -> list[tuple]:
         echo, sq, off = gm(g[form]["echo"]), gm(g[form]["sqlite"]), gm(g[form]["off"])
         rows.append((f"gRPC {name}, decisions/s, daemon as shipped (SQLite)", sq,
                      f"≥ 5,000: {verdict(sq, 5_000, True)}", echo, sq / echo))
+        per_call = grpc_bench.BATCH if form == "batch" else 1   # a stream call per message
+        rows.append((f"gRPC {name}, calls/s, daemon as shipped (SQLite)", sq / per_call, "",
+                     echo / per_call, sq / echo))
         rows.append((f"gRPC {name}, decisions/s, counters off", off, "", echo, off / echo))
         bare = gm(g[form]["bare"])
         rows.append((f"gRPC {name}, decisions/s, counters and log off", bare, "", echo, bare / echo))
@@ -145,6 +166,9 @@ def rows_for(p: dict, start: dict, g: dict) -> list[tuple]:
             rows.append((f"gRPC {name}, Redis counters vs counters off", rd,
                          f"≥ 0.7× off: {verdict(rd / off, 0.7, True)}", off, rd / off))
     pct = grpc_bench.median_pct
+    sent = {k: statistics.median(r.achieved_rate for r in g["unary"][k]) for k in ("echo", "sqlite")}
+    rows.append((f"gRPC unary Evaluate, calls/s sent (open loop, paced at {grpc_bench.UNARY_RATE}/s), SQLite",
+                 sent["sqlite"], "", sent["echo"], sent["sqlite"] / sent["echo"]))
     echo50, echo99 = pct(g["unary"]["echo"], 50), pct(g["unary"]["echo"], 99)
     for kind, label in (("sqlite", "daemon as shipped (SQLite)"), ("off", "counters off"),
                         ("bare", "counters and log off")):
@@ -157,54 +181,215 @@ def rows_for(p: dict, start: dict, g: dict) -> list[tuple]:
     return rows
 
 
+def engine_rows(e: dict) -> list[tuple]:
+    d, z = e["durable"], e["zen"]
+    pd, pz = e["pipeline durable"], e["pipeline zen"]
+    c = e["counts"]
+    return [
+        (f"rules engine, durable_rules (product), decisions/s over {e['messages']:,} messages' facts",
+         d["rate"], "", None, None),
+        ("rules engine, zen-engine decision table (peer), decisions/s, same facts", z["rate"], "",
+         d["rate"], e["ratio"]),
+        ("rules engine, durable µs / zen µs per decision (CPU)", f"{1e6 / d['rate']:.1f} / {1e6 / z['rate']:.1f} "
+         f"({d['cpu_us']:.1f} / {z['cpu_us']:.1f})", "", None, None),
+        ("rules engine, messages (stage evaluations) the two agree on",
+         f"{c['messages']:,} ({c['evaluations']:,}) of {c['messages']:,}", "all: met", None, None),
+        ("rules engine, zen evaluate() alone (inputs prepared beforehand), decisions/s", e["zen evaluate only"]["rate"],
+         "", z["rate"], e["zen evaluate only"]["rate"] / z["rate"]),
+        ("facts + rules, durable_rules, decisions/s", pd["rate"], "", None, None),
+        ("facts + rules, zen-engine, decisions/s", pz["rate"], "", pd["rate"], e["pipeline ratio"]),
+        ("facts step alone, decisions/s", e["facts"]["rate"], "", None, None),
+    ]
+
+
+def lists_rows(r: dict) -> list[tuple]:
+    small, large = r["sizes"][r["small"]], r["sizes"][r["large"]]
+    s, l = f"{r['small'] / 1e6:g}M", f"{r['large'] / 1e6:g}M"
+    return [
+        (f"lists: daemon start to SERVING, s, {s} / {l} numbers", f"{small['start_s']:.2f} / {large['start_s']:.2f}",
+         "", None, large["start_s"] / small["start_s"]),
+        (f"lists: daemon VmRSS after start, MB, {s} / {l} numbers", f"{small['rss_mb']:.0f} / {large['rss_mb']:.0f}",
+         f"{l} ≤ 2,000: {verdict(large['rss_mb'], 2000, False)}", None, large["rss_mb"] / small["rss_mb"]),
+        (f"lists: facts step µs/decision, {l} vs {s} numbers", large["facts_us"], "does not grow",
+         small["facts_us"], r["facts_ratio"]),
+        (f"lists: list lookup µs/recipient, {l} vs {s} numbers", f"{large['lookup_us']:.3f}",
+         f"no growth (≤ 1.2×): {verdict(r['lookup_ratio'], 1.2, False)}", f"{small['lookup_us']:.3f}", r["lookup_ratio"]),
+    ]
+
+
+def replay_rows(r: dict) -> list[tuple]:
+    return [
+        (f"exact replay of {r['decisions']:,} logged decisions, decisions/s", r["rate"], "", None, None),
+        (f"exact replay of {r['decisions']:,} logged decisions, s", r["seconds"], f"≤ 60: {verdict(r['seconds'], 60, False)}",
+         None, None),
+        ("exact replay, decisions reproduced", r["reproduced"], f"100 %: {'met' if r['ok'] else 'MISSED'}", None, None),
+    ]
+
+
+# ---- issue 5's front-end chain (helper H3 owns bench/frontend_e2e.py) ----------------------------
+# THE PLACE FOR THE FRONT-END CALLABLE. Contract: bench.frontend_e2e.bench_rows(seconds: float,
+# quick: bool, workdir: Path, log) -> list of (metric, value, target, baseline, ratio) rows, one of
+# them accepted messages/s from submit to final report with the forwarder and the simulator in the
+# chain, beside the codec echo. Until it exists, the script's existing entry point (main, which
+# prints its figures) runs as a child and its lines are shown after the table.
+def frontend_rows(quick: bool, workdir: Path, log) -> tuple[list[tuple], str]:
+    from . import frontend_e2e
+    seconds = 3.0 if quick else 10.0
+    if hasattr(frontend_e2e, "bench_rows"):
+        return frontend_e2e.bench_rows(seconds=seconds, quick=quick, workdir=workdir, log=log), ""
+    proc = subprocess.run([sys.executable, str(Path(frontend_e2e.__file__)), "--seconds", f"{seconds:g}"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench/frontend_e2e.py exited with {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return [], proc.stdout.strip()
+# ---- end of the front-end place -------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not reference figures")
+    ap.add_argument("--runs", type=int, default=0, help="runs per figure, medians (default 3, quick 2)")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    ap.add_argument("--json", type=Path, help="also write the rows and raw figures here as JSON")
+    ap.add_argument("--replay-dir", default="/tmp/smspolicy-replay-bench",
+                    help="where the replay's logged decisions are generated once and reused")
     ap.add_argument("--profile", action="store_true", help="also print a cProfile of in-process config (b)")
     ap.add_argument("--workdir", type=Path, help="keep every file here (default: a temporary folder, removed)")
     args = ap.parse_args(argv)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = [x for x in only if x not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
+    if args.runs < 0:
+        ap.error("--runs must be at least 1")
     quick = args.quick
+    runs = args.runs or (2 if quick else 3)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="smspolicy-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     load = LoadSampler()
     redis_proc = None
     began = time.perf_counter()
     say = (lambda *a: print(*a, flush=True))
+    rows: list[tuple] = []
+    raw: dict = {}
+    failures: list[str] = []
+    notes: list[str] = []
+
+    def section(name: str, fn) -> None:
+        """Runs one section; a failure is reported and the others still run."""
+        if name not in only:
+            return
+        say(f"== {name}")
+        try:
+            fn()
+        except engine_vs_zen.Disagreement as e:
+            failures.append(f"{name}: {e}")
+            say(str(e))
+        except Exception as e:  # noqa: BLE001 - one broken section must not hide the others' figures
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+            say(f"{name} failed: {type(e).__name__}: {e}")
+
     try:
         for line in machine():
             say(line)
-        t = time.perf_counter()
-        w = Workload(QUICK if quick else FULL)
-        rules = w.write(workdir / "rules")
-        n_in, n_grpc = (1000, 1000) if quick else (20_000, 10_000)
-        subs = list(w.messages(max(n_in, n_grpc)))
-        summary = ", ".join(f"{k} {v}" for k, v in w.summary().items())
-        say(f"workload{' (QUICK sizes)' if quick else ''}: {summary}; written in {time.perf_counter() - t:.1f} s")
-        recipients = sum(len(s.destinations) for s in subs[:n_in])
-        say(f"in process: {n_in} messages ({recipients} recipients) per run")
-        p = pipeline_bench.measure(rules, subs[:n_in], workdir / "inproc", log=say)
-        say("daemon start:")
-        start = pipeline_bench.daemon_start(rules, workdir / "start", reps=1 if quick else 3, log=say)
-        redis_proc, url = grpc_bench.start_redis(workdir)
-        if not url:
-            say("no redis-server on PATH: the Redis rows are left out")
-        say(f"gRPC: {n_grpc} messages per batch/stream run")
-        g = grpc_bench.measure(rules, subs[:n_grpc], workdir / "grpc", 2 if quick else 10,
-                               unary_reps=1 if quick else 3, redis_url=url, log=say)
-        say(f"\nmean EvaluateResponse size {g['response_bytes']} bytes; a decision = one message "
-            f"(mean {recipients / n_in:.2f} recipients)")
-        say(table(rows_for(p, start, g)))
-        say(load.stop())
-        if args.profile:
+        needs_workload = any(x in only for x in ("pipeline", "grpc", "engine"))
+        if needs_workload:
+            t = time.perf_counter()
+            w = Workload(QUICK if quick else FULL)
+            rules = w.write(workdir / "rules")
+            n_in, n_grpc, n_engine = (1000, 1000, 1000) if quick else (20_000, 10_000, engine_vs_zen.SAMPLE)
+            subs = list(w.messages(max(n_in, n_grpc, n_engine)))
+            summary = ", ".join(f"{k} {v}" for k, v in w.summary().items())
+            say(f"workload{' (QUICK sizes)' if quick else ''}: {summary}; written in {time.perf_counter() - t:.1f} s")
+
+        def pipeline() -> None:
+            recipients = sum(len(s.destinations) for s in subs[:n_in])
+            say(f"in process: {n_in} messages ({recipients} recipients) per run")
+            p = pipeline_bench.measure(rules, subs[:n_in], workdir / "inproc", reps=runs, log=say)
+            say("daemon start:")
+            start = pipeline_bench.daemon_start(rules, workdir / "start", reps=runs, log=say)
+            rows.extend(pipeline_rows(p, start))
+            raw["pipeline"] = {k: [vars(r) for r in v] if isinstance(v, list) else vars(v) for k, v in p.items()}
+            raw["daemon start"] = start
+
+        def grpc() -> None:
+            nonlocal redis_proc
+            redis_proc, url = grpc_bench.start_redis(workdir)
+            if not url:
+                say("no redis-server on PATH: the Redis rows are left out")
+            say(f"gRPC: {n_grpc} messages per batch/stream run")
+            g = grpc_bench.measure(rules, subs[:n_grpc], workdir / "grpc", 2 if quick else 10, reps=runs,
+                                   unary_reps=1 if quick else runs, redis_url=url, log=say)
+            notes.append(f"mean EvaluateResponse size {g['response_bytes']} bytes")
+            rows.extend(grpc_rows(g))
+            raw["grpc"] = {form: {k: [r.rate for r in v] for k, v in g[form].items()} for form in ("batch", "stream")}
+            raw["grpc"]["unary p99 ms"] = {k: [r.pct(99) for r in v] for k, v in g["unary"].items()}
+            raw["grpc"]["memory"] = g["memory"]
+
+        def engine() -> None:
+            say(f"rules engines: {n_engine} messages' facts, {runs} runs")
+            e = engine_vs_zen.measure(rules, subs[:n_engine], workdir / "zen", runs=runs, log=say)
+            rows.extend(engine_rows(e))
+            raw["engine"] = e
+            notes.append("engine rows: both engines get the product's facts and the same preparation per call "
+                         "(read_facts, textmatch for contains/matches on strings); zen: first-hit table over "
+                         "enforced rules + collect table over shadow rules, one graph")
+
+        def frontend() -> None:
+            r, text = frontend_rows(quick, workdir / "frontend", say)
+            rows.extend(r)
+            if text:
+                notes.append("front-end end to end (bench/frontend_e2e.py, not yet in the table):\n" + text)
+
+        def lists() -> None:
+            sizes = lists_scale.QUICK_SIZES if quick else lists_scale.SIZES
+            r = lists_scale.measure(workdir / "lists", sizes, 1000 if quick else lists_scale.MESSAGES, runs,
+                                    starts=1 if quick else runs, quick=quick, log=say)
+            rows.extend(lists_rows(r))
+            raw["lists"] = r
+
+        def replay() -> None:
+            n = 10_000 if quick else 1_000_000
+            r = replay_bench.measure(n, args.replay_dir, runs=runs, log=say)
+            rows.extend(replay_rows(r))
+            raw["replay"] = r
+            if not r["ok"]:
+                failures.append("replay: not every decision was reproduced")
+
+        for name, fn in (("pipeline", pipeline), ("grpc", grpc), ("engine", engine), ("frontend", frontend),
+                         ("lists", lists), ("replay", replay)):
+            section(name, fn)
+
+        say("")
+        for note in notes:
+            say(note)
+        say(f"medians of {runs} runs{' (QUICK sizes: not reference figures)' if quick else ''}")
+        say(table(rows))
+        loadline = load.stop()
+        say(loadline)
+        if args.profile and "pipeline" in only:
             say(pipeline_bench.profile(rules, subs[: n_in // 4], workdir / "profile"))
-        say(f"total {time.perf_counter() - began:.0f} s")
+        total = time.perf_counter() - began
+        say(f"total {total:.0f} s")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({
+                "machine": machine(), "command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
+                "quick": quick, "runs": runs, "load": loadline, "seconds": total, "failures": failures,
+                "rows": [dict(zip(("metric", "value", "target", "baseline", "ratio"), r)) for r in rows],
+                "raw": raw}, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+            say(f"JSON written to {args.json}")
+        for f in failures:
+            say(f"FAILED: {f}")
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

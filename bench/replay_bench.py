@@ -171,6 +171,37 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return seconds, proc.stdout
 
 
+def measure(decisions: int, root: str = "/tmp/smspolicy-replay-bench", runs: int = 1, workers: int | None = None,
+            log=print) -> dict:
+    """Exact replay of `decisions` logged decisions `runs` times (the logs generated once, then
+    reused from `root`): wall seconds of each run, decisions/s (median), and whether every
+    decision was reproduced in every run."""
+    import re
+    import statistics
+    out = os.path.join(root, str(decisions))
+    if not Path(out, "COMPLETE").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        log(f"  generating {decisions:,} logged decisions in {out} (once; later runs reuse them) ...")
+        seconds = generate(out, decisions)
+        log(f"  generated in {seconds:.0f} s")
+    logs = sorted(str(p) for p in Path(out).glob("decisions-g*.db"))
+    cmd = [sys.executable, "-m", "policy", "replay", *logs, "--no-progress",
+           "--versions", os.path.join(out, "versions.db")]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    walls, reproduced, ok = [], "", True
+    for rep in range(runs):
+        seconds, report = timed(cmd)
+        walls.append(seconds)
+        m = re.search(r"reproduced: ([\d,]+ of [\d,]+ \([\d.]+%\))", report)
+        reproduced = m.group(1) if m else "?"
+        ok = ok and "OK: every decision reproduced exactly" in report
+        log(f"  exact replay run {rep + 1}: {seconds:.1f} s wall ({decisions / seconds:,.0f} decisions/s), "
+            f"reproduced {reproduced}")
+    return {"decisions": decisions, "walls": walls, "seconds": statistics.median(walls),
+            "rate": statistics.median(decisions / w for w in walls), "reproduced": reproduced, "ok": ok}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decisions", type=int, default=1_000_000)

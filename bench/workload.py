@@ -30,7 +30,7 @@ import random
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -638,10 +638,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--numbers", type=int, default=0, help="blacklisted numbers instead of the size's own "
+                    "(1,000,000; quick 100,000), split over the lists in the same shares (bench/lists_scale.py)")
     ap.add_argument("--messages", type=int, default=0, help="also print the outcome mix of N messages "
                     "evaluated in process (no counters)")
     args = ap.parse_args(argv)
-    w = Workload(QUICK if args.quick else FULL, args.seed)
+    sizes = QUICK if args.quick else FULL
+    if args.numbers:
+        sizes = replace(sizes, numbers=args.numbers)
+    w = Workload(sizes, args.seed)
     w.write(args.dir)
     for k, v in w.summary().items():
         print(f"{k:>18}: {v}")

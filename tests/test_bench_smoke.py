@@ -20,3 +20,53 @@ def test_workload_loads_and_is_reproducible(tmp_path):
 def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_bench_refuses_an_unknown_section(capsys):
+    import pytest
+
+    from bench.__main__ import main
+    with pytest.raises(SystemExit) as e:
+        main(["--only", "engine,nonsense"])
+    assert e.value.code == 2
+    assert "unknown section(s) nonsense" in capsys.readouterr().err
+
+
+def test_table_puts_baseline_and_ratio_before_target():
+    from bench.__main__ import table
+    text = table([("a metric", 1234.5, "≥ 1: met", 617.25, 2.0)])
+    head, rule, row = text.splitlines()
+    assert [c.strip() for c in head.strip("|").split("|")] == ["metric", "value", "baseline", "ratio", "target"]
+    assert [c.strip() for c in row.strip("|").split("|")] == ["a metric", "1,234", "617", "2.00", "≥ 1: met"]
+
+
+def test_zen_translation_agrees_with_durable_and_a_wrong_one_is_caught(tmp_path):
+    """The peer-engine benchmark's own check: the zen decision tables decide every message of a
+    sample as durable_rules does, and a translation that lets shadow rules decide is refused."""
+    import pytest
+    pytest.importorskip("zen", reason="zen-engine is the bench extra: pip install -e '.[bench]' (make bench does)")
+    from bench import engine_vs_zen as ez
+    from bench.pipeline_bench import START, STEP, build_runtime
+
+    w = Workload(QUICK)
+    rules = w.write(tmp_path / "rules")
+    runtime = build_runtime(rules, tmp_path / "var")
+    try:
+        loaded = runtime.current()
+
+        def is_shadow(r):
+            return r.mode == "shadow"
+
+        stage_rules = {s: [r for r in loaded.policy.rules if r.stage == s] for s in ("submit", "recipient")}
+        durable = (ez.DurableStage(loaded.submit_rules, is_shadow), ez.DurableStage(loaded.recipient_rules, is_shadow))
+        zen = (ez.ZenStage(stage_rules["submit"], is_shadow, "submit"),
+               ez.ZenStage(stage_rules["recipient"], is_shadow, "recipient"))
+        sample = ez.build_sample(loaded, list(w.messages(400)), START, STEP)
+        counts = ez.check_agreement(durable, zen, sample)
+        assert counts["messages"] == 400 and counts["decided by a rule"] > 0 and counts["shadow hits"] > 0
+
+        wrong = (zen[0], ez.ZenStage(stage_rules["recipient"], lambda r: False, "recipient"))
+        with pytest.raises(ez.Disagreement, match="disagree on"):
+            ez.check_agreement(durable, wrong, sample)
+    finally:
+        runtime.close()

@@ -1,0 +1,218 @@
+"""Scale of the number lists: 1M against 10M blacklisted numbers (issue 8, item 4).
+
+    python -m bench.lists_scale [--quick] [--sizes 1000000,10000000] [--messages N] [--runs N]
+                                [--starts N] [--workdir DIR]
+
+For each size, the reference workload (bench/workload.py --numbers N: the same rules, accounts,
+segments, keywords and templates, the listed numbers in the same shares over the global,
+customer, channel, API and file lists) is written by a child process, then:
+  * daemon start: `smspolicy serve` from process start to gRPC health SERVING, and its VmRSS /
+    VmHWM once serving (fresh data folder each start, so the API blacklist is seeded each time);
+  * lookup cost: one child process loads the Runtime of every size and times, interleaved, over
+    the *same* Submissions (drawn from the smallest workload),
+      - the facts step: message facts + every recipient's facts, per message (as the pipeline)
+      - the list lookup alone: ListIndex's number dict and segment prefixes, per recipient.
+The figure is the ratio largest/smallest of those costs: a lookup must not grow with the list.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import pickle
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (1_000_000, 10_000_000)
+QUICK_SIZES = (100_000, 1_000_000)
+MESSAGES = 5_000
+RUNS = 5
+STARTS = 3
+
+
+def write_workload(dest: Path, numbers: int, quick: bool) -> float:
+    """The workload with `numbers` listed numbers, written by a child (its generator's memory
+    goes with it); seconds taken."""
+    args = [sys.executable, "-m", "bench.workload", str(dest), "--numbers", str(numbers)]
+    if quick:
+        args.append("--quick")
+    t = time.perf_counter()
+    subprocess.run(args, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def daemon_starts(rules: Path, workdir: Path, reps: int, log=print) -> dict:
+    from .grpc_bench import DaemonProcess
+    starts, rss, hwm = [], [], []
+    for rep in range(reps):
+        data = workdir / f"start-{rep}"
+        with DaemonProcess(rules, data, timeout=600) as d:
+            starts.append(d.start_seconds)
+            mem = d.memory()
+            rss.append(mem["VmRSS"])
+            hwm.append(mem["VmHWM"])
+        shutil.rmtree(data, ignore_errors=True)
+        log(f"    start {rep + 1}: {starts[-1]:6.2f} s to SERVING, VmRSS {rss[-1]:7.1f} MB, VmHWM {hwm[-1]:7.1f} MB")
+    return {"start_s": statistics.median(starts), "rss_mb": statistics.median(rss),
+            "hwm_mb": statistics.median(hwm), "starts": starts}
+
+
+def measure(workdir: Path, sizes=SIZES, messages: int = MESSAGES, runs: int = RUNS, starts: int = STARTS,
+            quick: bool = False, log=print) -> dict:
+    """{'sizes': {n: {...}}, 'facts_ratio', 'lookup_ratio'} for the smallest and largest size."""
+    from .workload import FULL, QUICK, Workload
+    from dataclasses import replace
+    sizes = sorted(sizes)
+    out: dict = {"sizes": {}, "messages": messages, "runs": runs}
+    dirs = {}
+    for n in sizes:
+        dirs[n] = workdir / f"rules-{n}"
+        took = write_workload(dirs[n], n, quick)
+        out["sizes"][n] = {"write_s": took}
+        log(f"  {n:,} listed numbers: workload written in {took:.1f} s")
+    # the Submissions, from the smallest workload (a Workload draws its listed recipients from
+    # what it wrote, so it is written once more here, next to the others)
+    small = Workload(replace(QUICK if quick else FULL, numbers=sizes[0]))
+    small.write(workdir / "stream-rules")
+    msgs = workdir / "messages.pkl"
+    msgs.write_bytes(pickle.dumps(list(small.messages(messages, prefix="ls"))))
+    shutil.rmtree(workdir / "stream-rules", ignore_errors=True)
+    for n in sizes:
+        log(f"  daemon start, {n:,} listed numbers:")
+        out["sizes"][n].update(daemon_starts(dirs[n], workdir / f"daemon-{n}", starts, log))
+    log("  facts step and list lookups, all sizes in one process, interleaved:")
+    child = subprocess.run([sys.executable, "-m", "bench.lists_scale", "_lookups", str(msgs), str(runs),
+                            *(f"{n}={dirs[n]}" for n in sizes)],
+                           cwd=REPO, check=True, capture_output=True, text=True)
+    for line in child.stderr.splitlines():
+        log("    " + line)
+    res = json.loads(child.stdout)
+    for n in sizes:
+        out["sizes"][n].update(res[str(n)])
+    lo, hi = out["sizes"][sizes[0]], out["sizes"][sizes[-1]]
+    out["facts_ratio"] = statistics.median(b / a for a, b in zip(lo["facts_us_runs"], hi["facts_us_runs"]))
+    out["lookup_ratio"] = statistics.median(b / a for a, b in zip(lo["lookup_us_runs"], hi["lookup_us_runs"]))
+    out["small"], out["large"] = sizes[0], sizes[-1]
+    return out
+
+
+# ---------------------------------------------------------------------- the child: lookups
+def _lookups(msgs_path: str, runs: int, specs: list[str]) -> dict:
+    from policy.daemon.runtime import Runtime
+    from policy.facts.numbers import normalize_number, number_key
+    from .pipeline_bench import START, STEP
+    subs = pickle.loads(Path(msgs_path).read_bytes())
+    loaded, build = {}, {}
+    keep = []
+    for spec in specs:
+        n, rules = spec.split("=", 1)
+        data = tempfile.mkdtemp(prefix=f"smspolicy-ls-{n}-")
+        t = time.perf_counter()
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rt = Runtime(rules, data)
+        build[n] = {"runtime_build_s": time.perf_counter() - t,
+                    "maxrss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
+        keep.append((rt, data))
+        loaded[n] = rt.current()
+        print(f"{n}: Runtime built in {build[n]['runtime_build_s']:.1f} s", file=sys.stderr, flush=True)
+    any_loaded = next(iter(loaded.values()))
+    accounts = [any_loaded.policy.accounts[s.account_id] for s in subs]
+    nows = [datetime.fromtimestamp(START + i * STEP, any_loaded.tz) for i in range(len(subs))]
+    numbers = [normalize_number(raw)[0] for s in subs for raw in s.destinations]
+    keys = [number_key(x) for x in numbers]
+    recipients = len(numbers)
+
+    def facts_pass(lp) -> None:
+        mfacts, rfacts = lp.facts.message_facts, lp.facts.recipient_facts
+        for sub, account, now in zip(subs, accounts, nows):
+            mf = mfacts(sub, account, now)
+            for raw in sub.destinations:
+                rfacts(mf, raw, account)
+
+    def lookup_pass(lp) -> int:
+        lists = lp.facts.lists
+        get, segment = lists.numbers.get, lists.segment
+        hits = 0
+        for number, key in zip(numbers, keys):
+            if get(key) is not None or segment(number):
+                hits += 1
+        return hits
+
+    res = {n: {**build[n], "facts_us_runs": [], "facts_cpu_us_runs": [], "lookup_us_runs": [],
+               "listed_recipients": lookup_pass(lp), "recipients": recipients}
+           for n, lp in loaded.items()}
+    for lp in loaded.values():   # warm: per-segment caches, the keyword automaton's pages
+        facts_pass(lp)
+    gc.collect()
+    for rep in range(runs):
+        for n, lp in loaded.items():
+            w, c = time.perf_counter(), time.process_time()
+            facts_pass(lp)
+            w, c = time.perf_counter() - w, time.process_time() - c
+            res[n]["facts_us_runs"].append(w / len(subs) * 1e6)
+            res[n]["facts_cpu_us_runs"].append(c / len(subs) * 1e6)
+            w = time.perf_counter()
+            for _ in range(5):
+                lookup_pass(lp)
+            res[n]["lookup_us_runs"].append((time.perf_counter() - w) / (5 * recipients) * 1e6)
+        print(f"run {rep + 1}: " + ", ".join(
+            f"{n}: facts {r['facts_us_runs'][-1]:.1f} µs/message, lookup {r['lookup_us_runs'][-1]:.3f} µs/recipient"
+            for n, r in res.items()), file=sys.stderr, flush=True)
+    for r in res.values():
+        r["facts_us"] = statistics.median(r["facts_us_runs"])
+        r["facts_cpu_us"] = statistics.median(r["facts_cpu_us_runs"])
+        r["lookup_us"] = statistics.median(r["lookup_us_runs"])
+    for rt, data in keep:
+        rt.close()
+        shutil.rmtree(data, ignore_errors=True)
+    return res
+
+
+def report(r: dict) -> str:
+    lines = [f"{r['messages']} messages, medians of {r['runs']} runs:"]
+    for n, s in r["sizes"].items():
+        lines.append(f"  {n:>11,} numbers: start {s['start_s']:6.2f} s, VmRSS {s['rss_mb']:7.1f} MB "
+                     f"(peak {s['hwm_mb']:7.1f}), facts {s['facts_us']:6.1f} µs/message, "
+                     f"list lookup {s['lookup_us']:.3f} µs/recipient ({s['listed_recipients']} of "
+                     f"{s['recipients']} recipients listed)")
+    lines.append(f"  {r['large']:,} / {r['small']:,}: facts step ×{r['facts_ratio']:.2f}, "
+                 f"list lookup ×{r['lookup_ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_lookups":
+        print(json.dumps(_lookups(argv[1], int(argv[2]), argv[3:])))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} and small runs (smoke)")
+    ap.add_argument("--sizes", help="comma-separated list sizes (default 1000000,10000000)")
+    ap.add_argument("--messages", type=int, default=0, help=f"messages per run (default {MESSAGES}, quick 1000)")
+    ap.add_argument("--runs", type=int, default=0, help=f"timed runs (default {RUNS}, quick 3)")
+    ap.add_argument("--starts", type=int, default=0, help=f"daemon starts per size (default {STARTS}, quick 1)")
+    ap.add_argument("--workdir", type=Path, help="keep files here (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    q = args.quick
+    sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else (QUICK_SIZES if q else SIZES)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="smspolicy-lists-"))
+    try:
+        r = measure(workdir, sizes, args.messages or (1000 if q else MESSAGES), args.runs or (3 if q else RUNS),
+                    args.starts or (1 if q else STARTS), quick=q)
+        print(report(r))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
