@@ -48,11 +48,16 @@ class ChargeResult:
     insufficient_balance: bool = False             # True: nothing at all was applied
     replayed: bool = False                         # the request id was charged before
     stored_response: bytes | None = field(default=None, repr=False)
+    durable: int = field(default=0, compare=False)  # token for wait_durable(); 0 = already durable
 
 
 class CounterStore(Protocol):
+    # True: charge() itself replays a known request id with its stored answer, so the pipeline
+    # need not call recall() first (one store round trip per decision instead of two)
+    recall_in_charge: bool
+
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float, answer=None) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
         """Check and apply every recipient's increments, and debit, in one atomic step.
 
         `answer(result) -> bytes`, when given, is called once with the fresh (not replayed)
@@ -66,7 +71,15 @@ class CounterStore(Protocol):
         transaction/script: charging a known id again applies nothing and returns the recorded
         outcome with replayed=True (plus the answer remember()ed for it, if any).
         Raises CounterStoreError when the store cannot answer.
+
+        With wait=False a store that commits in the background (exclusive SQLite) may return
+        before the charge is durable; the caller must then call wait_durable(result.durable)
+        before it lets the answer out. Other stores are durable on return either way.
         """
+
+    def wait_durable(self, token: int) -> None:
+        """Block until the charge that returned `token` is committed; CounterStoreError if it
+        never will be (nothing of it applied)."""
 
     def remember(self, request_id: str, response: bytes, ttl_seconds: int = IDEMPOTENCY_TTL,
                  now: float | None = None) -> None:

@@ -24,7 +24,7 @@ import threading
 import time
 from functools import lru_cache
 
-from . import record
+from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
 from .walk import Walk
 
@@ -97,59 +97,76 @@ def _enable_wal(conn: sqlite3.Connection, path: str, timeout: float) -> None:
         time.sleep(0.005)
 
 
+def open_connection(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection to the counter file with the pragmas and schema every mode relies on."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           cached_statements=256)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA page_size = 1024")  # takes effect only on a new file; small pages keep each commit's WAL frames small
+        if path != ":memory:":
+            _enable_wal(conn, path, busy_timeout_ms / 1000)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if path != ":memory:":
+            # Charges never checkpoint: a checkpoint fsyncs (milliseconds on this class of
+            # disk), which amortized over charges was most of their cost. A background
+            # thread checkpoints instead, off the caller's path.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def checkpoint_loop(path: str, busy_timeout_ms: int, stop: threading.Event) -> None:
+    """Fold the WAL into the file every CHECKPOINT_SECONDS until `stop` is set."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        while not stop.wait(CHECKPOINT_SECONDS):
+            try:
+                # PASSIVE never blocks charges; what it cannot copy now, a later round does
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                continue
+    finally:
+        conn.close()
+
+
 class SqliteCounterStore:
+    """The "shared" mode: every charge is its own transaction on the file (see the module doc)."""
+    mode = "shared"
+    recall_in_charge = False   # the pipeline calls recall() before evaluating
+
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000,
                  idempotency_ttl: int = IDEMPOTENCY_TTL):
         self.path = path
         self.idempotency_ttl = idempotency_ttl
         self._lock = threading.Lock()
         self._since_sweep = 0
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                               cached_statements=256)
+        self._owner = owner.hold(path, exclusive=False)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            conn.execute("PRAGMA page_size = 1024")  # takes effect only on a new file; small pages keep each commit's WAL frames small
-            if path != ":memory:":
-                _enable_wal(conn, path, busy_timeout_ms / 1000)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if path != ":memory:":
-                # Charges never checkpoint: a checkpoint fsyncs (milliseconds on this class of
-                # disk), which amortized over charges was most of their cost. A background
-                # thread checkpoints instead, off the caller's path.
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("COMMIT")
+            conn = open_connection(path, busy_timeout_ms)
         except BaseException:
-            conn.close()
+            self._owner.release()
             raise
         self._conn = conn
         self._stop = threading.Event()
         self._checkpointer = None
         if path != ":memory:":
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(busy_timeout_ms,),
+            self._checkpointer = threading.Thread(target=checkpoint_loop, args=(path, busy_timeout_ms, self._stop),
                                                   name="counters-checkpoint", daemon=True)
             self._checkpointer.start()
-
-    def _checkpoint_loop(self, busy_timeout_ms: int) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        try:
-            while not self._stop.wait(CHECKPOINT_SECONDS):
-                try:
-                    # PASSIVE never blocks charges; what it cannot copy now, a later round does
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    continue
-        finally:
-            conn.close()
 
     # --- charging -------------------------------------------------------------------------
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float, answer=None) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
         reads: dict[str, tuple[str, int, int]] = {}  # key -> (base, first bucket, last bucket)
         for rc in recipients:
             for inc in rc.increments:
@@ -288,9 +305,13 @@ class SqliteCounterStore:
                 out[key] = row[0] if row else 0
         return out
 
+    def wait_durable(self, token: int) -> None:
+        """Every charge is committed before charge() returns: nothing to wait for."""
+
     def close(self) -> None:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=5)
         with self._lock:
             self._conn.close()
+        self._owner.release()

@@ -1,4 +1,5 @@
-"""Counter-store fixtures: every store test runs against SQLite and against a real redis-server.
+"""Counter-store fixtures: every store test runs against SQLite (exclusive mode, the default, and
+shared mode) and against a real redis-server.
 
 The Redis server is this session's own process on a free loopback port in a temp dir, killed at
 the end. Without `redis-server` on PATH the Redis half skips and says why (CI installs it).
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from policy.counters import RedisCounterStore, SqliteCounterStore
+from policy.counters import ExclusiveSqliteCounterStore, RedisCounterStore, SqliteCounterStore
 from tests.support.redis import start_redis_server
 
 
@@ -35,20 +36,22 @@ def redis_url(tmp_path_factory):
 @dataclass(frozen=True)
 class StoreSpec:
     """Where a store lives, picklable so spawned processes can open the same one."""
-    backend: str
+    backend: str         # sqlite (shared mode), sqlite-exclusive, redis
     location: str        # SQLite file or Redis URL
     prefix: str = ""
 
     def open(self):
         if self.backend == "sqlite":
             return SqliteCounterStore(self.location)
+        if self.backend == "sqlite-exclusive":
+            return ExclusiveSqliteCounterStore(self.location)
         return RedisCounterStore(self.location, prefix=self.prefix)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["sqlite-exclusive", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store_spec(request, tmp_path) -> StoreSpec:
-    if request.param == "sqlite":
-        return StoreSpec("sqlite", str(tmp_path / "counters.db"))
+    if request.param.startswith("sqlite"):
+        return StoreSpec(request.param, str(tmp_path / "counters.db"))
     url = request.getfixturevalue("redis_url")
     return StoreSpec("redis", url, f"t{uuid.uuid4().hex[:12]}:")
 

@@ -8,7 +8,7 @@ import traceback
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from policy.counters import LimitPlan, RecipientCharge, RedisCounterStore, SqliteCounterStore
+from policy.counters import ExclusiveSqliteCounterStore, LimitPlan, RecipientCharge, RedisCounterStore, SqliteCounterStore
 from policy.rules.model import Limit
 
 NOW = datetime(2024, 3, 15, 10, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -21,6 +21,8 @@ def plan(limit: int) -> LimitPlan:
 def open_store(backend: str, location: str, prefix: str):
     if backend == "sqlite":
         return SqliteCounterStore(location)
+    if backend == "sqlite-exclusive":
+        return ExclusiveSqliteCounterStore(location)
     return RedisCounterStore(location, prefix=prefix)
 
 

@@ -1,4 +1,4 @@
-"""SQLite and Redis give identical answers and leave identical counters for any charge sequence."""
+"""SQLite (both modes) and Redis give identical answers and leave identical counters for any charge sequence."""
 from __future__ import annotations
 
 import uuid
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy.counters import LimitPlan, RecipientCharge, RedisCounterStore, SqliteCounterStore
+from policy.counters import ExclusiveSqliteCounterStore, LimitPlan, RecipientCharge, RedisCounterStore, SqliteCounterStore
 from policy.rules.model import LIMIT_SCOPES, Limit
 
 T0 = datetime(2024, 3, 15, 10, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -39,8 +39,9 @@ def test_backends_agree(redis_url, tmp_path, limits, charges, opening):
     plan = LimitPlan(limits)
     sqlite = SqliteCounterStore(str(tmp_path / f"{uuid.uuid4().hex}.db"))
     redis_store = RedisCounterStore(redis_url, prefix=f"parity{uuid.uuid4().hex[:10]}:")
+    exclusive = ExclusiveSqliteCounterStore(str(tmp_path / f"{uuid.uuid4().hex}.db"))
     try:
-        for store in (sqlite, redis_store):
+        for store in (sqlite, redis_store, exclusive):
             store.set_opening_balance("prepaid", opening)
         touched = set()
         for recipients, debit, offset, rid in charges:
@@ -50,9 +51,11 @@ def test_backends_agree(redis_url, tmp_path, limits, charges, opening):
             touched.update(inc.key for rc in rcs for inc in rc.increments)
             a = sqlite.charge(f"r{rid}", rcs, debit, 3, now.timestamp())
             b = redis_store.charge(f"r{rid}", rcs, debit, 3, now.timestamp())
-            assert a == b
-        assert sqlite.peek(sorted(touched)) == redis_store.peek(sorted(touched))
-        assert sqlite.balance("prepaid") == redis_store.balance("prepaid")
+            c = exclusive.charge(f"r{rid}", rcs, debit, 3, now.timestamp())
+            assert a == b == c
+        assert sqlite.peek(sorted(touched)) == redis_store.peek(sorted(touched)) == exclusive.peek(sorted(touched))
+        assert sqlite.balance("prepaid") == redis_store.balance("prepaid") == exclusive.balance("prepaid")
     finally:
+        exclusive.close()
         sqlite.close()
         redis_store.close()
