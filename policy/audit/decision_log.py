@@ -84,6 +84,10 @@ class DecisionLog:
         self._lock_file = _lock(self.path)
         self._queue: deque[dict] = deque()
         self._pending = 0            # queued + taken by the writer but not yet committed
+        # Records leave the queue in order, so "the first `_committed` appended are durable":
+        # wait_durable() compares a caller's mark() with it.
+        self._appended = 0
+        self._committed = 0
         self._cond = threading.Condition()
         self._closing = False
         self._close_deadline: float | None = None
@@ -138,6 +142,30 @@ class DecisionLog:
                         raise RuntimeError("decision log closed while waiting for queue space")
             self._queue.append(record)
             self._pending += 1
+            self._appended += 1
+        return True
+
+    def mark(self) -> int:
+        """Read right after append(): a mark that covers the record just appended."""
+        return self._appended
+
+    def wait_durable(self, mark: int, timeout: float) -> bool:
+        """Wait until every record up to `mark` is committed: a decision must not be answered
+        before its record would survive a kill -9 (the customer acts on the answer, an auditor
+        must find it). False on timeout or while the log cannot be written (`healthy` False):
+        the caller then answers anyway, since the records stay queued and are retried."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._committed >= mark:
+                return True
+            if not self.healthy:
+                return False
+            self._cond.notify_all()   # the writer commits now rather than at its next tick
+            while self._committed < mark:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.healthy:
+                    return False
+                self._cond.wait(remaining)
         return True
 
     def has_room(self) -> bool:
@@ -217,6 +245,7 @@ class DecisionLog:
                     self._write(batch)
                     with self._cond:
                         self._pending -= len(batch)
+                        self._committed += len(batch)
                         if not self.healthy:
                             log.warning("decision log %s is writable again", self.path)
                             self.healthy = True

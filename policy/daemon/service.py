@@ -13,6 +13,9 @@ from .pipeline import CountersUnavailable, Pipeline, UnknownAccount
 
 log = logging.getLogger("smspolicy.service")
 
+# How long an answer waits for its decision's log record; past that (or with the log failing)
+# it goes out anyway, as before: the record stays queued and `healthy` reports the trouble.
+LOG_WAIT_SECONDS = 2.0
 _ACCESS = {pb.ACCESS_MODE_CMPP: "cmpp", pb.ACCESS_MODE_HTTP: "http"}
 
 
@@ -21,10 +24,12 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self.pipeline = pipeline
         self.login_policy = login_policy
 
-    def _evaluate(self, req: pb.EvaluateRequest, context) -> pb.EvaluateResponse:
+    def _evaluate(self, req: pb.EvaluateRequest, context, durable: bool = True) -> pb.EvaluateResponse:
         try:
             sub = submission_from_request(req)
             decision = self.pipeline.evaluate(sub, explain=req.explain)
+            if durable:
+                self._durable()
         except InvalidRequest as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except UnknownAccount as e:
@@ -44,7 +49,18 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         return self._evaluate(request, context)
 
     def EvaluateBatch(self, request, context):
-        return pb.EvaluateBatchResponse(responses=[self._evaluate(r, context) for r in request.requests])
+        # one wait for the whole batch: its records go to disk in one commit
+        responses = [self._evaluate(r, context, durable=False) for r in request.requests]
+        self._durable()
+        return pb.EvaluateBatchResponse(responses=responses)
+
+    def _durable(self) -> None:
+        """Answer only once the decision log holds the decisions made so far: a kill -9 after
+        the answer must not lose the record of a message the customer was told is accepted."""
+        dlog = self.pipeline.decision_log
+        if dlog is not None and not dlog.wait_durable(dlog.mark(), LOG_WAIT_SECONDS):
+            log.warning("decision log %s not written within %g s (%s); answering anyway, the "
+                        "records stay queued", dlog.path, LOG_WAIT_SECONDS, dlog.last_error)
 
     def EvaluateStream(self, request_iterator, context):
         for req in request_iterator:

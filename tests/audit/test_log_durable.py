@@ -1,0 +1,66 @@
+"""wait_durable(): the daemon answers a decision only once its record is committed."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+from policy.audit.decision_log import DecisionLog
+
+from .conftest import make_record
+
+
+def _rows(path) -> int:
+    return sqlite3.connect(str(path)).execute("SELECT count(*) FROM decisions").fetchone()[0]
+
+
+def test_wait_durable_returns_once_the_record_is_committed(log_path):
+    # a writer that would otherwise sit on the record for a whole second
+    log = DecisionLog(str(log_path), flush_interval=1.0)
+    try:
+        time.sleep(0.05)   # let the writer start waiting
+        for i in range(3):
+            assert log.append(make_record(i))
+            started = time.monotonic()
+            assert log.wait_durable(log.mark(), timeout=5)
+            assert time.monotonic() - started < 0.5   # woke the writer, did not wait its tick
+            assert _rows(log_path) == i + 1            # readable by another connection
+    finally:
+        log.close()
+
+
+def test_marks_of_concurrent_appenders_are_all_covered(log_path):
+    log = DecisionLog(str(log_path))
+    failures = []
+
+    def worker(base: int) -> None:
+        for i in range(50):
+            log.append(make_record(base + i))
+            mark = log.mark()
+            if not log.wait_durable(mark, timeout=10) or log._committed < mark:
+                failures.append(base + i)
+
+    try:
+        threads = [threading.Thread(target=worker, args=(k * 1000,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+        assert _rows(log_path) == 200
+    finally:
+        log.close()
+
+
+def test_wait_durable_gives_up_while_the_log_cannot_be_written(log_path):
+    log = DecisionLog(str(log_path))
+    try:
+        log.healthy = False   # what the writer sets when the disk refuses a batch
+        log._committed = -1   # nothing durable yet
+        started = time.monotonic()
+        assert log.wait_durable(log.mark(), timeout=5) is False
+        assert time.monotonic() - started < 0.5   # the answer is not held for the timeout
+    finally:
+        log._committed = 0
+        log.healthy = True
+        log.close()
