@@ -36,8 +36,9 @@ import durable_rules_engine as _dre
 from ..rules.conditions import All, Any_
 from ..rules.model import Rule
 from ..vocabulary import FACTS, engine_key
-from . import EngineError, RuleCompileError, RulesClosed
-from .semantics import Prepared, Test, facts_read, prepare_rules, read_facts
+from . import EngineError, FactTypeError, RuleCompileError, RulesClosed
+from .semantics import _ABSENT, MAX_INT, Prepared, Test, facts_read, prepare_rules, read_facts
+from .text import _ALWAYS_FITS, cap
 from .textmatch import TextMatcher
 
 MAX_SHARD_TESTS = 60
@@ -75,14 +76,11 @@ class DurableRules:
         self._read = facts_read(prepared)
         self._plain = [f for f in self._read if _read_by_plain_test(prepared, f[0])]
         self._text = [(key, TEXT_PREFIX + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
-        # the same split by stage: message facts are read, checked, text-tested and encoded once
-        # per message (message_part) however many recipients share them
-        self._read_m = [f for f in self._read if f[0] in _MESSAGE_KEYS]
-        self._read_r = [f for f in self._read if f[0] not in _MESSAGE_KEYS]
-        self._plain_m = [f for f in self._plain if f[0] in _MESSAGE_KEYS]
-        self._plain_r = [f for f in self._plain if f[0] not in _MESSAGE_KEYS]
-        self._text_m = [t for t in self._text if t[0] in _MESSAGE_KEYS]
-        self._text_r = [t for t in self._text if t[0] not in _MESSAGE_KEYS]
+        # one function per part, generated here, reads, checks and lays out what the rules read;
+        # the message part is made once per message (message_part) for all its recipients
+        self._fill_all = _reader(self._read, self._plain, self._text)
+        self._fill_m = _reader([f for f in self._read if f[0] in _MESSAGE_KEYS], self._plain, self._text)
+        self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text)
 
         self._lock = threading.Lock()
         self._closed = False
@@ -100,7 +98,7 @@ class DurableRules:
         depends only on the message, computed once for all its recipients. Raises FactTypeError
         like match()."""
         out: dict = {GUARD: 1}
-        self._fields(read_facts(message_facts, self._read_m), self._plain_m, self._text_m, out)
+        self._fill_m(message_facts, out)
         return _encode(out)[1:-1]
 
     def match(self, facts: dict, message_part: str | None = None) -> list[Rule]:
@@ -111,12 +109,7 @@ class DurableRules:
         Raises FactTypeError (an EngineError) for a fact of the wrong type, EngineError when the
         engine fails on this message (the evaluator stays usable), RulesClosed after close().
         """
-        if message_part is None:
-            payload = self._payload(read_facts(facts, self._read))
-        else:
-            out: dict = {}
-            self._fields(read_facts(facts, self._read_r), self._plain_r, self._text_r, out)
-            payload = f"{{{message_part},{_encode(out)[1:-1]}}}" if out else f"{{{message_part}}}"
+        payload = self._payload_of(facts, message_part)
         hits: set[int] = set()
         with self._lock:
             if self._closed:
@@ -125,6 +118,15 @@ class DurableRules:
                 shard.collect(payload, hits)
         rank = self._rank
         return [self._ordered[r] for r in sorted(rank[i] for i in hits)]
+
+    def _payload_of(self, facts: dict, message_part: str | None = None) -> str:
+        if message_part is None:
+            out: dict = {GUARD: 1}
+            self._fill_all(facts, out)
+            return _encode(out)
+        out = {}
+        self._fill_r(facts, out)
+        return f"{{{message_part},{_encode(out)[1:-1]}}}" if out else f"{{{message_part}}}"
 
     def close(self) -> None:
         """Delete the rulesets once no match() is running; later match() raises RulesClosed."""
@@ -181,20 +183,18 @@ class DurableRules:
     # -- matching ------------------------------------------------------------------------------
 
     def _payload(self, values: dict) -> str:
+        """The message for values read by semantics.read_facts: the reference layout, which the
+        generated readers reproduce (tests/engine)."""
         out: dict = {GUARD: 1}
-        self._fields(values, self._plain, self._text, out)
-        return _encode(out)
-
-    @staticmethod
-    def _fields(values: dict, plain, text, out: dict) -> None:
-        for key, type_, _name in plain:
+        for key, type_, _name in self._plain:
             v = values.get(key)
             if v is not None:
                 out[key] = ["", *v] if type_ == "list" else v
-        for key, field, matcher in text:
+        for key, field, matcher in self._text:
             s = values.get(key)
             if s is not None:
                 out[field] = [-1, *matcher.found(s)]
+        return _encode(out)
 
     def _delete_shards(self) -> None:
         for shard in self._shards:
@@ -265,6 +265,50 @@ class _Shard:
             self._handle = _dre.create_ruleset(self.name, self._json)
         except Exception:
             self._handle = None
+
+
+def _reader(read, plain, text):
+    """fill(facts, out): the facts of `read` that are present, checked and cut exactly as
+    semantics.read_facts does, put into `out` in _payload's layout and order: plain-tested facts
+    under their key (lists behind the "" sentinel), then the _t_ list of the text tests each
+    text-tested fact passes. Generated once per rule set: straight code per fact, no loop over
+    specs and no intermediate dict per call. Keys and names come from the vocabulary and enter
+    the code only as repr() literals."""
+    env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT}
+    lines = ["def fill(facts, out):", "    get = facts.get"]
+    var = {}
+    for n, (key, type_, name) in enumerate(read):
+        k, v = repr(key), f"v{n}"
+        var[key] = v
+        lines += [f"    {v} = get({k}, _ABSENT)", f"    if {v} is not _ABSENT:"]
+        bad = f"            _bad({k}, {type_!r}, {name!r}, {v})"
+        if type_ == "str":
+            lines += [f"        if type({v}) is not str:", bad,
+                      f"        if len({v}) > _FITS:", f"            {v} = cap({v})"]
+        elif type_ == "bool":
+            lines += [f"        if type({v}) is not bool:", bad]
+        elif type_ == "int":
+            lines += [f"        if type({v}) is not int or not -_MAX_INT <= {v} <= _MAX_INT:", bad]
+        elif type_ == "list":
+            lines += [f"        t = type({v})",
+                      f"        if (t is not list and t is not tuple) or not all(type(x) is str for x in {v}):",
+                      bad, f"        {v} = ['', *map(cap, {v})]"]
+        else:
+            raise AssertionError(f"unknown fact type {type_}")
+    for key, _type, _name in plain:
+        if key in var:
+            lines += [f"    if {var[key]} is not _ABSENT:", f"        out[{key!r}] = {var[key]}"]
+    for n, (key, field, matcher) in enumerate(text):
+        if key in var:
+            env[f"_found{n}"] = matcher.found
+            lines += [f"    if {var[key]} is not _ABSENT:",
+                      f"        out[{field!r}] = [-1, *_found{n}({var[key]})]"]
+    exec(compile("\n".join(lines), f"<reader of {len(read)} facts>", "exec"), env)  # noqa: S102
+    return env["fill"]
+
+
+def _bad(key: str, type_: str, name: str, v) -> None:
+    raise FactTypeError(f"fact {name} ({key}) must be a {type_}, got {v!r:.80}")
 
 
 def _pack(prepared: Sequence[Prepared], shard_size: int, max_tests: int, max_nodes: int) -> list[list[int]]:

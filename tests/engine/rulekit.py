@@ -7,7 +7,17 @@ from policy.rules.conditions import Compare
 from policy.rules.model import Rule
 from policy.vocabulary import engine_key
 
-ENGINES = (DurableRules, OracleRules)
+
+
+class DurableSplit(DurableRules):
+    """DurableRules called as the pipeline calls it for recipients: the message facts' part
+    made by message_part(), the recipient's facts read by match()."""
+
+    def match(self, facts: dict, message_part: str | None = None):
+        return super().match(facts, self.message_part(facts) if message_part is None else message_part)
+
+
+ENGINES = (DurableRules, DurableSplit, OracleRules)
 
 
 def rule(i: int, when, priority: int = 10, mode: str = "enforce", stage: str = "recipient") -> Rule:

@@ -3,6 +3,7 @@
 Rules and facts are built from a Hypothesis-controlled Random (replayable and shrinkable) rather
 than from nested strategies, which made generation, not evaluation, the cost of this test.
 """
+import json
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from policy.engine.durable_engine import DurableRules
 from policy.engine.oracle import OracleRules
-from policy.engine.semantics import condition_problems
+from policy.engine.semantics import condition_problems, read_facts
 from policy.rules.conditions import All, Any_, Compare, Not
 from policy.vocabulary import FACTS, engine_key
 from tests.engine.rulekit import ids, rule
@@ -86,6 +87,11 @@ def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
             # facts per call (message facts left in that dict are ignored, so garble them)
             own = {k: (v if FACTS[k.replace("__", ".")].stage == "recipient" else 12345)
                    for k, v in given_facts.items()}
-            assert ids(durable.match(own, durable.message_part(given_facts))) == want, (given_facts, rules)
+            part = durable.message_part(given_facts)
+            assert ids(durable.match(own, part)) == want, (given_facts, rules)
+            # the generated readers lay out what semantics.read_facts reads (key order aside)
+            reference = durable._payload(read_facts(given_facts, durable._read))
+            assert durable._payload_of(given_facts) == reference
+            assert json.loads(durable._payload_of(own, part)) == json.loads(reference)
     finally:
         durable.close()
