@@ -39,12 +39,43 @@ class TextMatcher:
                 self._nfa.add(i, parse_search(value))
                 patterns.append(i)
         self._dfa = _LazyDFA(self._nfa, frozenset(patterns)) if patterns else None
+        # the automaton walks the text character by character; most texts contain none of the
+        # literal runs every alternative of the patterns needs, so a substring search (in C)
+        # decides those without the walk. None: some alternative needs no literal, always walk.
+        self._gates: list[tuple[str, ...]] | None = []
+        for i in patterns:
+            for alt in parse_search(tests[i][1]):
+                runs = required_literals(alt)
+                if not runs:
+                    self._gates = None
+                    break
+                self._gates.append(runs)
+            if self._gates is None:
+                break
 
     def found(self, s: str) -> set[int]:
         hits = {i for i, sub in self._substrings if sub in s}
         if self._dfa is not None:
-            hits |= self._dfa.run(s)
+            gates = self._gates
+            if gates is None or any(all(run in s for run in runs) for runs in gates):
+                hits |= self._dfa.run(s)
         return hits
+
+
+def required_literals(alt: Alternative) -> tuple[str, ...]:
+    """Substrings every match of the alternative contains: its runs of consecutive literal
+    characters at the top level (a literal inside a group, a branch or a repeat may be skipped
+    or split, so those only end a run)."""
+    runs, run = [], []
+    for op, av in alt.items:
+        if op is C.LITERAL:
+            run.append(chr(av))
+        elif run:
+            runs.append("".join(run))
+            run = []
+    if run:
+        runs.append("".join(run))
+    return tuple(runs)
 
 
 def _plain_literal(pattern: str) -> str | None:

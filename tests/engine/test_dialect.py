@@ -149,3 +149,15 @@ def test_textmatch_takes_linear_time_where_re_backtracks():
     start = time.perf_counter()
     assert matcher.found(value) == set()
     assert time.perf_counter() - start < 0.5   # re.search("(a+)+b", "a" * 40) takes hours
+
+
+def test_textmatch_literal_gates_skip_the_walk_without_changing_answers():
+    pats = ["[{][A-Za-z_][A-Za-z0-9_]*[}]", "(t|dwz|url)[.]cn/[0-9a-z]+", "ab*c", "x(ab)+y|q[.]z", "^ab$"]
+    matcher = TextMatcher([("matches", p) for p in pats])
+    # every alternative needs a literal, so texts with none of them never reach the automaton
+    assert matcher._gates == [("{", "}"), (".cn/",), ("a", "c"), ("x", "y"), ("q.z",), ("ab",)]
+    for value in ["", "您好{name}", "{ }", "}{a}", "dwz.cn/", "dwz.cn/x", "t.cn/9", "ac", "ca", "abbbc",
+                  "xy", "xaby", "yabx", "q.z", "q-z", "ab", "ab\n", "ab\n\n", "c{a", "中文 url.cn/ab 回T"]:
+        expected = {i for i, p in enumerate(pats) if re.search(p, value, PATTERN_FLAGS)}
+        assert matcher.found(value) == expected, value
+    assert TextMatcher([("matches", r"\d{6}"), ("matches", "ab")])._gates is None  # \d{6} needs no literal
