@@ -26,6 +26,7 @@ class Settings:
     data_dir: str = "var"                       # SQLite files (counters, decision log, versions, api list)
     counters_backend: str = "sqlite"            # sqlite | redis | none (no limits, balances or retry dedup)
     redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the shared server
+    counters_sqlite_mode: str = "exclusive"     # exclusive: one daemon owns counters.db (file lock), decides from memory, group-commits a journal; shared: a transaction per charge, several daemons on one file
     daemon_id: str = "d1"                       # names this daemon's decision log file
     segment_db: str = ""                        # newer phone.dat or CSV; '' = the `phone` package's data
     content_logging: str = "full"               # full | masked | hashed (decision log)
@@ -76,6 +77,7 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 _CHOICES = {
     "counters_backend": ("sqlite", "redis", "none"),
+    "counters_sqlite_mode": ("exclusive", "shared"),
     "content_logging": ("full", "masked", "hashed"),
     "log_overflow": ("block", "fail_closed"),
 }

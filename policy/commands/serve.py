@@ -30,6 +30,7 @@ def run(args) -> int:
     except SettingsError as e:
         print(f"smspolicy: {e}")
         return 2
+    from ..counters import CounterFileBusy
     from ..daemon.server import Daemon
     from ..rules.errors import PolicyError
     try:
@@ -38,6 +39,9 @@ def run(args) -> int:
         for problem in e.problems:
             print(problem)
         print(f"smspolicy: the rules in {settings.rules_dir} are not valid; not starting")
+        return 1
+    except CounterFileBusy as e:  # another daemon owns counters.db: say who, do not start
+        print(f"smspolicy: {e}; not starting")
         return 1
     daemon.install_signal_handlers()
     daemon.start()

@@ -7,10 +7,20 @@ must outlive a Redis restart: run the server with appendonly yes (or RDB snapsho
 Charges go over one connection per thread, straight to EVALSHA: through redis-py's shared pool a
 charge cost 150 us of CPU with 8 threads against 60 us this way (bench/counters_micro.py).
 Create the store after forking, like any socket-holding object.
+
+One round trip per decision: the script itself replays a known request id with its stored
+answer (recall_in_charge: the pipeline makes no separate HMGET first), and the answer a charge
+stores for retries goes out as one HSET on the same connection without waiting for its reply;
+that reply is read just before the connection's next command (pipelined). The script has
+already set the request's TTL, so HSET alone suffices. The answer is released before Redis has
+acknowledged the HSET, as it was before Redis acknowledged anything durable (Redis fsyncs per
+its own appendfsync); a lost HSET leaves the recorded charge, from which a retry gets the same
+counters and balance, decided again on the rules.
 """
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,10 +31,13 @@ from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCh
 from .redis_script import CHARGE_LUA
 
 
+log = logging.getLogger("smspolicy.counters")
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class RedisCounterStore:
+    recall_in_charge = True
+
     def __init__(self, url: str, prefix: str = "smsp:", *, idempotency_ttl: int = IDEMPOTENCY_TTL,
                  socket_timeout: float = 2.0):
         self.prefix = prefix
@@ -43,7 +56,7 @@ class RedisCounterStore:
                                   f"{_without_credentials(url)}: {exc}") from exc
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
-               price_per_segment: int, now: float, answer=None) -> ChargeResult:
+               price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
         # `now` is already folded into each increment's bucket and ttl; Redis expires by its own clock
         payload = _json([
             [rc.index, rc.segments,
@@ -52,6 +65,7 @@ class RedisCounterStore:
         args = (self.prefix, request_id, self.idempotency_ttl, debit_account or "", price_per_segment, payload)
         conn = self._connection()
         try:
+            self._settle(conn)
             try:
                 conn.send_command("EVALSHA", self._sha, 0, *args)
                 reply = conn.read_response()
@@ -60,7 +74,7 @@ class RedisCounterStore:
                 conn.send_command("EVALSHA", self._sha, 0, *args)
                 reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            conn.disconnect()  # the reply may still be in flight: never read it as another call's
+            self._drop(conn)  # the reply may still be in flight: never read it as another call's
             raise CounterStoreError(f"Redis charge of request {request_id!r} failed or its reply was lost; "
                                     f"retrying with the same request id is safe: {exc}") from exc
         except redis.RedisError as exc:
@@ -68,9 +82,32 @@ class RedisCounterStore:
         if reply[0] == 1:
             return record.decode(reply[1], replayed=True, stored_response=reply[2])
         result = record.decode(reply[1], replayed=False, stored_response=None)
-        if answer is not None:  # the script cannot call back: remember the answer right after
-            self.remember(request_id, answer(result), now=now)
+        if answer is not None:  # the script cannot call back: the answer follows, pipelined
+            response = answer(result)
+            try:
+                conn.send_command("HSET", self.prefix + "req:" + request_id, "s", response)
+                self._local.unread = 1
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._drop(conn)  # the charge is recorded: a retry replays it without the answer
+                log.warning("Redis: the answer to request %r was not stored (%s); a retry gets "
+                            "the recorded charge", request_id, exc)
         return result
+
+    def _settle(self, conn) -> None:
+        """Read the reply of the HSET the last charge on this connection left in flight."""
+        if getattr(self._local, "unread", 0):
+            self._local.unread = 0
+            try:
+                conn.read_response()
+            except redis.ResponseError as exc:  # the answer was not stored; the charge was
+                log.warning("Redis refused to store an answer: %s", exc)
+
+    def _drop(self, conn) -> None:
+        self._local.unread = 0
+        conn.disconnect()
+
+    def wait_durable(self, token: int) -> None:
+        """A charge is applied by Redis when charge() returns: nothing to wait for."""
 
     def _connection(self) -> redis.connection.AbstractConnection:
         conn = getattr(self._local, "conn", None)

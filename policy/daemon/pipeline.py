@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from datetime import datetime
 
@@ -41,6 +42,7 @@ class Pipeline:
         self.decision_log = decision_log  # a DecisionLog, or None
         self.metrics = metrics
         self.clock = clock
+        self._batch = threading.local()   # .tokens: durability tokens of the batch being evaluated
 
     # ------------------------------------------------------------------ the pipeline
     def evaluate(self, sub: Submission, now: float | None = None, explain: bool = False) -> Decision:
@@ -55,14 +57,11 @@ class Pipeline:
         started = time.perf_counter()
 
         # a retried request id gets the answer it got the first time, and counts nothing again
-        if self.counters is not None:
-            try:
-                prior = self.counters.recall(sub.request_id, now)
-            except Exception as e:  # noqa: BLE001 - the store is down: nothing may go out unchecked
-                raise CountersUnavailable(str(e)) from e
-            if prior is not None and prior.stored_response:
-                return Decision(decision_id="", request_id=sub.request_id, rules_version="",
-                                replayed=True, stored_response=prior.stored_response)
+        # (stores with recall_in_charge replay it from the charge itself: one trip, not two)
+        if self.counters is not None and not getattr(self.counters, "recall_in_charge", False):
+            replay = self._recall(sub, now)
+            if replay is not None:
+                return replay
 
         # 1. normalize
         account = loaded.policy.accounts.get(sub.account_id)
@@ -90,12 +89,18 @@ class Pipeline:
                 decision.recipients.append(self._recipient_stage(
                     loaded, sub, account, mfacts, i, raw, decision, explain, shared))
             if self.decision_log is not None and not self.decision_log.has_room():
+                if self.counters is not None and getattr(self.counters, "recall_in_charge", False):
+                    replay = self._recall(sub, now)  # a retry still gets its first answer
+                    if replay is not None:
+                        return replay
                 # fail closed: a decision that cannot be logged is not made; nothing is counted
                 self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
                 return decision
             # 4. limits and balance
             if self.counters is not None:
                 self._limits(loaded, sub, account, mfacts, local_now, now, decision)
+                if decision.replayed:  # a retry: its first answer, logged the first time
+                    return decision
 
         # 5. log, 6. answer (the counter step kept the answer for retries of this request id)
         if not self._log(sub, decision, now, mfacts) and self.counters is not None:
@@ -180,6 +185,44 @@ class Pipeline:
             decision.facts["recipients"][-1] = dict(facts)
 
     # ------------------------------------------------------------------ step 4
+    def evaluate_batch(self, subs: list[Submission], now: float | None = None,
+                       explain: bool = False) -> list[Decision | Exception]:
+        """Evaluate the messages of one EvaluateBatch (or a stream's micro-batch) in order; a
+        message's error is its entry in the list, the others still get their decisions.
+
+        Charges go to the store without waiting for each to be durable; the batch waits once,
+        for the last, before anything is returned (group commit: one journal transaction for
+        the batch with exclusive SQLite). A failed commit fails every message of the batch that
+        was charged (CountersUnavailable), as its charge was not applied.
+        """
+        tokens = self._batch.tokens = []
+        try:
+            out: list[Decision | Exception] = []
+            for sub in subs:
+                try:
+                    out.append(self.evaluate(sub, now, explain))
+                except Exception as e:  # noqa: BLE001 - the caller turns it into a status
+                    out.append(e)
+        finally:
+            self._batch.tokens = None
+        if tokens:
+            try:
+                self.counters.wait_durable(max(tokens))
+            except (CounterStoreError, OSError) as e:
+                failed = CountersUnavailable(str(e))
+                return [failed if isinstance(d, Decision) else d for d in out]
+        return out
+
+    def _recall(self, sub: Submission, now: float) -> Decision | None:
+        try:
+            prior = self.counters.recall(sub.request_id, now)
+        except Exception as e:  # noqa: BLE001 - the store is down: nothing may go out unchecked
+            raise CountersUnavailable(str(e)) from e
+        if prior is not None and prior.stored_response:
+            return Decision(decision_id="", request_id=sub.request_id, rules_version="",
+                            replayed=True, stored_response=prior.stored_response)
+        return None
+
     def _limits(self, loaded: LoadedPolicy, sub: Submission, account: Account, mfacts: dict,
                 local_now: datetime, now: float, decision: Decision) -> None:
         content_hash = hashlib.blake2b(sub.content, digest_size=8).hexdigest()
@@ -197,13 +240,20 @@ class Pipeline:
             decision.stored_response = decision_to_response(decision).SerializeToString()
             return decision.stored_response
 
+        tokens = getattr(self._batch, "tokens", None)  # inside evaluate_batch: it waits once
         try:
-            res = self.counters.charge(sub.request_id, charges, debit, account.price, now, answer)
+            res = self.counters.charge(sub.request_id, charges, debit, account.price, now, answer,
+                                       wait=tokens is None)
         except (CounterStoreError, OSError, ConnectionError) as e:
             # unknown outcome: the front-end answers flow control and the customer retries with
             # the same request id, which the store applies at most once
             raise CountersUnavailable(str(e)) from e
-        if res.replayed:  # charged before (a retry whose answer was not kept): as recorded
+        if tokens is not None and res.durable:
+            tokens.append(res.durable)
+        if res.replayed and res.stored_response:  # a retry: the answer it got the first time
+            decision.replayed = True
+            decision.stored_response = res.stored_response
+        elif res.replayed:  # charged before (a retry whose answer was not kept): as recorded
             self._apply_charge(decision, res, account, debit)
 
     @staticmethod

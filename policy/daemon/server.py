@@ -50,7 +50,8 @@ def make_counters(settings: Settings):
     if settings.counters_backend == "none":  # pipeline step 4 skipped: no limits, balances, retry dedup
         return None
     from ..counters import make_store
-    return make_store(settings.counters_backend, settings.path("counters.db"), settings.redis_url)
+    return make_store(settings.counters_backend, settings.path("counters.db"), settings.redis_url,
+                      sqlite_mode=settings.counters_sqlite_mode, idempotency_ttl=settings.idempotency_seconds)
 
 
 def make_decision_log(settings: Settings, metrics: Metrics):

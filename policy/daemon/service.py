@@ -49,10 +49,43 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         return self._evaluate(request, context)
 
     def EvaluateBatch(self, request, context):
-        # one wait for the whole batch: its records go to disk in one commit
-        responses = [self._evaluate(r, context, durable=False) for r in request.requests]
+        # one wait for the whole batch: its records go to disk in one commit, and its charges
+        # in one journal commit (Pipeline.evaluate_batch)
+        reqs = list(request.requests)
+        if any(r.explain for r in reqs):
+            responses = [self._evaluate(r, context, durable=False) for r in reqs]
+        else:
+            responses = self._evaluate_many(reqs, context)
         self._durable()
         return pb.EvaluateBatchResponse(responses=responses)
+
+    def _evaluate_many(self, reqs: list, context) -> list:
+        subs = []
+        for req in reqs:
+            try:
+                subs.append(submission_from_request(req))
+            except InvalidRequest as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        responses = []
+        for req, decision in zip(reqs, self.pipeline.evaluate_batch(subs)):
+            if isinstance(decision, Exception):  # the first failure fails the call, as one by one
+                self._abort(req, decision, context)
+            if decision.replayed:
+                resp = pb.EvaluateResponse.FromString(decision.stored_response)
+                resp.replayed = True
+                responses.append(resp)
+            else:
+                responses.append(decision_to_response(decision, False))
+        return responses
+
+    @staticmethod
+    def _abort(req, e: Exception, context) -> None:
+        if isinstance(e, UnknownAccount):
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        if isinstance(e, CountersUnavailable):
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"counter store unavailable: {e}")
+        log.error("evaluating %s failed", req.request_id, exc_info=e)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error while evaluating; see the daemon log")
 
     def _durable(self) -> None:
         """Answer only once the decision log holds the decisions made so far: a kill -9 after
