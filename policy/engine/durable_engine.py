@@ -50,6 +50,7 @@ NOT_HANDLED = 1             # assert_fact: no rule matched, nothing stored
 _COMPARE = {"ne": "$neq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 _MESSAGE_KEYS = frozenset(engine_key(n) for n, f in FACTS.items() if f.stage == "message")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_encode_str = json.encoder.encode_basestring   # what _encode writes for a str (C, ensure_ascii=False)
 
 
 class DurableRules:
@@ -78,9 +79,11 @@ class DurableRules:
         self._text = [(key, TEXT_PREFIX + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
         # one function per part, generated here, reads, checks and lays out what the rules read;
         # the message part is made once per message (message_part) for all its recipients
-        self._fill_all = _reader(self._read, self._plain, self._text)
-        self._fill_m = _reader([f for f in self._read if f[0] in _MESSAGE_KEYS], self._plain, self._text)
-        self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text)
+        self._fill_all = _reader(self._read, self._plain, self._text, guard=True)
+        self._fill_m = _reader([f for f in self._read if f[0] in _MESSAGE_KEYS], self._plain, self._text,
+                               guard=True)
+        self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text,
+                               guard=False)
 
         self._lock = threading.Lock()
         self._closed = False
@@ -97,9 +100,7 @@ class DurableRules:
         """The message facts' share of every payload, for match(recipient_facts, part): what
         depends only on the message, computed once for all its recipients. Raises FactTypeError
         like match()."""
-        out: dict = {GUARD: 1}
-        self._fill_m(message_facts, out)
-        return _encode(out)[1:-1]
+        return self._fill_m(message_facts)
 
     def match(self, facts: dict, message_part: str | None = None) -> list[Rule]:
         """Every matching rule (enforce and shadow), sorted by (-priority, index).
@@ -121,12 +122,9 @@ class DurableRules:
 
     def _payload_of(self, facts: dict, message_part: str | None = None) -> str:
         if message_part is None:
-            out: dict = {GUARD: 1}
-            self._fill_all(facts, out)
-            return _encode(out)
-        out = {}
-        self._fill_r(facts, out)
-        return f"{{{message_part},{_encode(out)[1:-1]}}}" if out else f"{{{message_part}}}"
+            return f"{{{self._fill_all(facts)}}}"
+        own = self._fill_r(facts)
+        return f"{{{message_part},{own}}}" if own else f"{{{message_part}}}"
 
     def close(self) -> None:
         """Delete the rulesets once no match() is running; later match() raises RulesClosed."""
@@ -267,19 +265,22 @@ class _Shard:
             self._handle = None
 
 
-def _reader(read, plain, text):
-    """fill(facts, out): the facts of `read` that are present, checked and cut exactly as
-    semantics.read_facts does, put into `out` in _payload's layout and order: plain-tested facts
+def _reader(read, plain, text, guard: bool):
+    """fill(facts) -> the members of the engine's JSON message (no braces) for the facts of
+    `read` that are present, checked and cut exactly as semantics.read_facts does, in
+    _payload's layout and order and byte for byte its encoding: the guard, plain-tested facts
     under their key (lists behind the "" sentinel), then the _t_ list of the text tests each
-    text-tested fact passes. Generated once per rule set: straight code per fact, no loop over
-    specs and no intermediate dict per call. Keys and names come from the vocabulary and enter
-    the code only as repr() literals."""
-    env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT}
-    lines = ["def fill(facts, out):", "    get = facts.get"]
-    var = {}
+    text-tested fact passes. Generated once per rule set: straight code per fact, writing the
+    JSON text itself, with no loop over specs, no intermediate dict and no encoder pass. Keys
+    and names come from the vocabulary and enter the code only as literals."""
+    env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT,
+           "_str": _encode_str}
+    lines = ["def fill(facts):", "    get = facts.get",
+             f"    parts = [{json.dumps(json.dumps(GUARD) + ':1')}]" if guard else "    parts = []"]
+    var, types = {}, {}
     for n, (key, type_, name) in enumerate(read):
         k, v = repr(key), f"v{n}"
-        var[key] = v
+        var[key], types[key] = v, type_
         lines += [f"    {v} = get({k}, _ABSENT)", f"    if {v} is not _ABSENT:"]
         bad = f"            _bad({k}, {type_!r}, {name!r}, {v})"
         if type_ == "str":
@@ -292,17 +293,28 @@ def _reader(read, plain, text):
         elif type_ == "list":
             lines += [f"        t = type({v})",
                       f"        if (t is not list and t is not tuple) or not all(type(x) is str for x in {v}):",
-                      bad, f"        {v} = ['', *map(cap, {v})]"]
+                      bad]
         else:
             raise AssertionError(f"unknown fact type {type_}")
     for key, _type, _name in plain:
-        if key in var:
-            lines += [f"    if {var[key]} is not _ABSENT:", f"        out[{key!r}] = {var[key]}"]
+        if key not in var:
+            continue
+        v, head = var[key], json.dumps(key) + ":"
+        emit = {"bool": f"{json.dumps(head + 'true')} if {v} else {json.dumps(head + 'false')}",
+                "int": f"{json.dumps(head)} + str({v})",
+                "str": f"{json.dumps(head)} + _str({v})",
+                "list": f"{json.dumps(head + '[' + json.dumps(''))} + ''.join([',' + _str(cap(x)) for x in {v}]) + ']'",
+                }[types[key]]
+        lines += [f"    if {v} is not _ABSENT:", f"        parts.append({emit})"]
     for n, (key, field, matcher) in enumerate(text):
-        if key in var:
-            env[f"_found{n}"] = matcher.found
-            lines += [f"    if {var[key]} is not _ABSENT:",
-                      f"        out[{field!r}] = [-1, *_found{n}({var[key]})]"]
+        if key not in var:
+            continue
+        v, head = var[key], json.dumps(field) + ":[-1"
+        env[f"_found{n}"] = matcher.found
+        lines += [f"    if {v} is not _ABSENT:", f"        f = _found{n}({v})",
+                  f"        parts.append({json.dumps(head)} + ''.join([',' + str(i) for i in f]) + ']' "
+                  f"if f else {json.dumps(head + ']')})"]
+    lines.append("    return ','.join(parts)")
     exec(compile("\n".join(lines), f"<reader of {len(read)} facts>", "exec"), env)  # noqa: S102
     return env["fill"]
 
