@@ -69,6 +69,7 @@ class FrontEnd:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._commits: list[tuple[tuple, asyncio.Future]] = []
+        self._acks: dict[str, list[int]] = {}       # DELIVER_RESPs of this loop turn
         self._ending: set[asyncio.Task] = set()     # EndSession calls under way
         timers = (settings.active_test_interval, settings.response_timeout,
                   settings.idle_timeout, settings.reassembly_timeout, settings.report_resend)
@@ -104,6 +105,7 @@ class FrontEnd:
                              return_exceptions=True)
         if self.client is not None:
             await self.client.close()
+        self._record_acks()
         self.store.close()
 
     async def _ticker(self) -> None:
@@ -151,12 +153,23 @@ class FrontEnd:
             log.warning("cannot end session lease %s: %s", session_id, e)
 
     def acknowledged(self, account_id: str, deliver_msg_id: int) -> None:
-        try:
-            if not self.store.ack_report(account_id, deliver_msg_id):
-                self.store.ack_mo(account_id, deliver_msg_id)
-        except sqlite3.Error:
-            log.exception("cannot record DELIVER_RESP %d of %s; it will be resent",
-                          deliver_msg_id, account_id)
+        """A DELIVER_RESP Result 0. The acknowledgements read in one turn of the loop are
+        recorded in one transaction (per account) right after it: one commit per report was
+        most of the front-end's work once reports flowed. An acknowledgement not yet recorded
+        when the process dies only means that report is sent again (the customer sees a
+        duplicate, never a loss)."""
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._record_acks)
+        self._acks.setdefault(account_id, []).append(deliver_msg_id)
+
+    def _record_acks(self) -> None:
+        acks, self._acks = self._acks, {}
+        for account_id, ids in acks.items():
+            try:
+                self.store.ack_deliveries(account_id, ids)
+            except sqlite3.Error:
+                log.exception("cannot record %d DELIVER_RESP of %s; they will be resent",
+                              len(ids), account_id)
 
     def query(self, account_id: str, q) -> QueryResp:
         try:

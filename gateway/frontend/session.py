@@ -347,7 +347,8 @@ class Session(asyncio.Protocol):
         self._unacked[deliver_msg_id] = time.monotonic()
 
     def _on_deliver_resp(self, p: DeliverResp) -> None:
-        self._unacked.pop(p.msg_id, None)
+        if self._unacked.pop(p.msg_id, None) is not None:
+            self.fe.pump.room_freed(self.account_id)
         if p.result == 0:
             self.fe.acknowledged(self.account_id, p.msg_id)
         else:  # kept: the pump resends it after report_resend

@@ -2,8 +2,9 @@
 account, waiting for an offline customer across a restart of the front-end."""
 import asyncio
 import sqlite3
+import time
 
-from gateway.store import GatewayStore
+from gateway.store import GatewayStore, NewReport
 from tests.frontend.cmpp_client import DEMO_SIGNATURE, CmppClient, fresh_number, run
 
 TEXT = DEMO_SIGNATURE + "报告测试"
@@ -101,3 +102,35 @@ def test_mo_message_is_delivered_and_acknowledged(gateway):
     assert d.msg_content.decode("utf-16-be") == "退订"
     with sqlite3.connect(gateway.store_path) as db:
         assert db.execute("SELECT state FROM mo WHERE id = ?", (mo_id,)).fetchone() == ("acked",)
+
+
+def test_reports_beyond_the_window_flow_as_acknowledgements_free_it(daemon, make_gateway):
+    """Reports the forwarder (another process) stored, 20 windows' worth, for one connection:
+    each DELIVER_RESP makes room for the next report at once. Waiting for the next poll instead
+    (1 s with these timers) would take 19 s; every report is then recorded as acknowledged."""
+    g = make_gateway(daemon.target, report_resend=60, response_timeout=60, window=16)
+    n = 20 * 16
+    store = GatewayStore(g.store_path)
+    now = time.time()
+    store.add_reports([NewReport("900001", 7_000_000 + i, fresh_number(), "DELIVRD", now, now,
+                                 True, "106900001", "") for i in range(n)])
+
+    async def go():
+        client = await CmppClient.logged_in(g.port)
+        started = time.monotonic()
+        while len(client.reports()) < n and time.monotonic() - started < 8:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - started
+        await asyncio.sleep(0.3)   # the last DELIVER_RESPs reach the front-end
+        await client.close()
+        return client.reports(), took
+    reports, took = run(go())
+    assert sorted(r.msg_id for r in reports) == [7_000_000 + i for i in range(n)], took
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        acked = store._db.execute("SELECT count(*) FROM reports WHERE state = 'acked'").fetchone()[0]
+        if acked == n:
+            break
+        time.sleep(0.05)
+    store.close()
+    assert acked == n

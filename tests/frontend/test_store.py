@@ -93,6 +93,27 @@ def test_report_is_resent_until_acknowledged_then_waits_for_next_login(store):
     assert not store.ack_report("900001", 555)
 
 
+def test_acknowledgements_of_one_turn_are_recorded_together(store):
+    """ack_deliveries: reports and MO of one account in one call; unknown ids, another
+    account's and already acknowledged ones are skipped."""
+    store.add_reports([NewReport("900001", BIG - i, "13800138000", "DELIVRD", 1.0, 2.0, True,
+                                 "106900001", "") for i in range(3)])
+    store.add_reports([NewReport("900002", 42, "13800138000", "DELIVRD", 1.0, 2.0, True,
+                                 "106900001", "")])
+    mine = store.pending_reports("900001", 10.0, 10, 3)
+    store.mark_reports_sent([(r.id, 600 + i) for i, r in enumerate(mine)], next_attempt=20.0)
+    [theirs] = store.pending_reports("900002", 10.0, 10, 3)
+    store.mark_reports_sent([(theirs.id, 700)], next_attempt=20.0)
+    store.add_mo("900001", "10690000188", "13912345678", b"x", 0)
+    [mo] = store.pending_mo("900001", 10.0, 10, 3)
+    store.mark_mo_sent([(mo.id, 800)], next_attempt=20.0)
+    assert store.ack_deliveries("900001", [600, 601, 700, 800, 999]) == 3
+    assert store.ack_deliveries("900001", [600, 602]) == 1              # 600 was already
+    assert store.pending_reports("900001", 99.0, 10, 3) == []
+    assert store.pending_mo("900001", 99.0, 10, 3) == []
+    assert [r.id for r in store.pending_reports("900002", 99.0, 10, 3)] == [theirs.id]
+
+
 def test_forwarder_finish_reports_every_part_once(store):
     store.accept_message(message(), [Recipient("13800138000", (BIG - 2, BIG - 1, BIG), "accept", "ch-cmcc", 3)])
     [row] = store.claim_outbox("ch-cmcc", 10)
