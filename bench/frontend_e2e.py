@@ -1,20 +1,35 @@
 """End-to-end throughput and latency of the CMPP front-end, beside a codec-only echo server.
 
     PYTHONPATH=. python bench/frontend_e2e.py [--seconds 10] [--connections 4] [--window 16]
+        [--rows echo,stub,daemon,daemon-none,chain] [--runs 1]
 
-Three servers, separate processes, measured one after the other in the same run with the same
-load generator (this process): `connections` CMPP 2.x connections of the demo account, each
-keeping `window` SUBMITs in flight.
+Separate processes, measured one after the other in the same run with the same load generator
+(this process): `connections` CMPP 2.x connections of the demo account, each keeping `window`
+SUBMITs in flight.
 
-* codec echo: decodes each SUBMIT with gateway.cmpp and answers at once — the floor set by
-  Python, the codec and loopback TCP on this machine;
-* front-end + stub daemon: `smspolicy gateway` with a PolicyService that decides nothing (every
-  recipient accepted): the front-end's own cost, SQLite outbox included;
-* front-end + policy daemon: the whole path — client -> `smspolicy gateway` -> `smspolicy serve`
-  (shipped rules) -> SQLite outbox -> SUBMIT_RESP.
+* echo: a codec echo, decoding each SUBMIT with gateway.cmpp and answering at once — the floor
+  set by Python, the codec and loopback TCP on this machine;
+* stub: `smspolicy gateway` with a PolicyService that decides nothing (every recipient
+  accepted): the front-end's own cost, SQLite outbox included;
+* daemon: the whole path — client -> `smspolicy gateway` -> `smspolicy serve` (shipped rules,
+  SQLite counters, as shipped) -> SQLite outbox -> SUBMIT_RESP;
+* daemon-none: the same with `smspolicy serve --counters none`: front-end + transport + rules,
+  without the counter store;
+* chain (issue 8, benchmark 3): the product end to end — client -> front-end -> daemon (as
+  shipped) -> outbox -> `smspolicy forward` -> `smspolicy simulate-upstream` (report delay
+  --report-delay, default 0) -> upstream report -> forwarder -> store -> DELIVER status report
+  at the client, which acknowledges it. The figure is accepted messages per second whose final
+  report reached the client (reports received in the measured seconds), with the submit ->
+  report latency; "unreported" counts messages accepted in the measured seconds whose report had
+  not come `--drain` seconds after the load stopped (0 expected: nothing accepted is lost). The
+  rules copy of this row sets ch-cmcc's `rate` (500/s as shipped, a per-carrier contract
+  setting) to 0 so that the software, not the contract, is measured.
 
 The ratio to the echo server is the figure; each line also shows the CPU each process used
-(% of one core) while it was measured.
+(% of one core) while it was measured, and the 1-minute load average at its end. With --runs N
+the rows are measured N times, interleaved, and the median run (by rate) of each is shown.
+
+bench/__main__.py calls `run_bench(...)` (signature below), which returns the rows as dicts.
 """
 from __future__ import annotations
 
@@ -23,6 +38,8 @@ import asyncio
 import gc
 import itertools
 import os
+import re
+import shutil
 import statistics
 import struct
 import subprocess
@@ -38,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.cmpp import (  # noqa: E402
     V21, Connect, ConnectResp, MsgIdGenerator, Submit, SubmitResp, authenticator_source, decode,
-    decode_connect, encode, timestamp_now,
+    decode_connect, encode, parse_report, timestamp_now,
 )
 
 ACCOUNT, SECRET, SRC = "900001", "888888", "106900001"
@@ -127,15 +144,15 @@ async def serve_stub_daemon(port: int) -> None:
 
 # ---------------------------------------------------------------- the load generator
 class Load(asyncio.Protocol):
-    """One customer connection keeping `window` SUBMITs in flight."""
+    """One customer connection keeping `window` SUBMITs in flight. With `reports`, it also
+    times each accepted message until its final status report arrives."""
 
     numbers = itertools.count()
 
-    def __init__(self, window: int, latencies: list, results: Counter, stop_at: list):
-        self.window, self.latencies, self.results, self.stop_at = window, latencies, results, stop_at
+    def __init__(self, window: int, run: "Run"):
+        self.window, self.run = window, run
         self.buf, self.sent, self.seq = bytearray(), {}, itertools.count(2)
         self.logged_in = asyncio.get_running_loop().create_future()
-        self.measuring = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -160,7 +177,7 @@ class Load(asyncio.Protocol):
 
     def data_received(self, data):
         self.buf += data
-        buf, pos = self.buf, 0
+        buf, pos, run = self.buf, 0, self.run
         while len(buf) - pos >= 12:
             total, cmd, seq = _HEADER.unpack_from(buf, pos)
             if len(buf) - pos < total:
@@ -173,27 +190,61 @@ class Load(asyncio.Protocol):
                     self.logged_in.set_result(status)
             elif cmd == 0x80000004:
                 resp = decode(frame, V21)
+                now = time.perf_counter()
                 started = self.sent.pop(seq)
-                if self.measuring:
-                    self.latencies.append(time.perf_counter() - started)
-                    self.results[resp.result] += 1
-                if time.perf_counter() < self.stop_at[0]:
+                if run.measuring:
+                    run.latencies.append(now - started)
+                    run.results[resp.result] += 1
+                if run.reports and resp.result == 0:
+                    run.accepted[resp.msg_id] = (started, run.measuring)
+                if now < run.stop_at:
                     self.submit()
             elif cmd == 0x00000005:  # a status report: acknowledge it as a customer would
-                msg_id = struct.unpack_from(">Q", frame, 12)[0]
-                self.transport.write(struct.pack(">IIIQB", 21, 0x80000005, seq, msg_id, 0))
+                deliver = decode(frame, V21)
+                self.transport.write(struct.pack(">IIIQB", 21, 0x80000005, seq, deliver.msg_id, 0))
+                if run.reports and deliver.registered_delivery == 1:
+                    run.report(parse_report(deliver, V21))
             elif cmd == 0x00000008:
                 self.transport.write(struct.pack(">IIIB", 13, 0x80000008, seq, 0))
         del buf[:pos]
 
 
-async def measure(port: int, connections: int, window: int, seconds: float, warmup: float = 1.0):
+class Run:
+    """What one measurement collects, shared by its connections."""
+
+    def __init__(self, reports: bool, stop_at: float):
+        self.reports, self.stop_at, self.measuring = reports, stop_at, False
+        self.latencies: list[float] = []
+        self.results: Counter = Counter()
+        self.accepted: dict[int, tuple[float, bool]] = {}   # Msg_Id -> (sent, in the window)
+        self.report_latencies: list[float] = []
+        self.stats: Counter = Counter()
+        self.unknown_reports = 0
+
+    def report(self, rep) -> None:
+        entry = self.accepted.pop(rep.msg_id, None)
+        if entry is None:
+            self.unknown_reports += 1   # a report of an earlier run, or a duplicate
+            return
+        if self.measuring:
+            self.report_latencies.append(time.perf_counter() - entry[0])
+            self.stats[rep.stat] += 1
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    values.sort()
+    return statistics.median(values) * 1000, values[max(0, int(len(values) * 0.99) - 1)] * 1000
+
+
+async def measure(port: int, connections: int, window: int, seconds: float, warmup: float = 1.0,
+                  reports: bool = False, drain: float = 0.5) -> dict:
     loop = asyncio.get_running_loop()
-    latencies, results, stop_at = [], Counter(), [time.perf_counter() + warmup + seconds]
+    run = Run(reports, time.perf_counter() + warmup + seconds)
     conns = []
     for i in range(connections):
-        _, proto = await loop.create_connection(
-            lambda: Load(window, latencies, results, stop_at), "127.0.0.1", port)
+        _, proto = await loop.create_connection(lambda: Load(window, run), "127.0.0.1", port)
         proto.login(offset=i + int(time.time()) % 7 * 10)
         status = await asyncio.wait_for(proto.logged_in, 10)
         if status != 0:
@@ -203,25 +254,33 @@ async def measure(port: int, connections: int, window: int, seconds: float, warm
     for c in conns:
         c.start()
     await asyncio.sleep(warmup)
-    for c in conns:
-        c.measuring = True
+    run.measuring = True
     started = time.perf_counter()
     await asyncio.sleep(seconds)
     elapsed = time.perf_counter() - started
-    for c in conns:
-        c.measuring = False
-    await asyncio.sleep(0.5)
+    run.measuring = False
+    # the reports still owed for what was accepted in the window
+    deadline = time.perf_counter() + drain
+    while time.perf_counter() < deadline:
+        if not any(in_window for _, in_window in run.accepted.values()):
+            break
+        await asyncio.sleep(0.05)
+    unreported = sum(1 for _, in_window in run.accepted.values() if in_window)
     for c in conns:
         c.transport.close()
     gc.enable()
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "submits": n, "rate": n / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000 if n else float("nan"),
-        "p99_ms": latencies[int(n * 0.99) - 1] * 1000 if n else float("nan"),
-        "results": dict(results),
-    }
+    p50, p99 = _percentiles(run.latencies)
+    out = {"submits": len(run.latencies), "submit_rate": len(run.latencies) / elapsed,
+           "rate": len(run.latencies) / elapsed, "p50_ms": p50, "p99_ms": p99,
+           "results": dict(run.results)}
+    if reports:
+        n = len(run.report_latencies)
+        rp50, rp99 = _percentiles(run.report_latencies)
+        # the figure of the chain: final reports received per second, and their latency
+        out.update(rate=n / elapsed, reports=n, p50_ms=rp50, p99_ms=rp99,
+                   submit_p50_ms=p50, submit_p99_ms=p99, stats=dict(run.stats),
+                   unreported=unreported)
+    return out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -230,21 +289,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_measured(port: int, args, pids: dict[str, int]) -> dict:
-    """measure() plus the CPU each process used meanwhile, in % of one core."""
+def run_measured(port: int, pids: dict[str, int], connections: int, window: int,
+                 seconds: float, **kw) -> dict:
+    """measure() plus the CPU each process used meanwhile, in % of one core, and the load."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
-    result = asyncio.run(measure(port, args.connections, args.window, args.seconds))
+    result = asyncio.run(measure(port, connections, window, seconds, **kw))
     wall = time.perf_counter() - started
     result["cpu"] = {name: 100 * (cpu_seconds(pid) - before[name]) / wall
                      for name, pid in pids.items()}
+    result["load1"] = os.getloadavg()[0]
     return result
 
 
-def show(label: str, r: dict) -> None:
-    cpu = "  ".join(f"{name} {pct:.0f}%" for name, pct in r["cpu"].items())
-    print(f"{label}: {r['rate']:8.0f} submits/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms"
-          f"  results {r['results']}  cpu: {cpu}")
+LABELS = {
+    "echo": "codec echo                       ",
+    "stub": "front-end + stub daemon          ",
+    "daemon": "front-end + policy daemon        ",
+    "daemon-none": "front-end + daemon, counters none",
+    "chain": "chain to final report            ",
+}
+ROWS = tuple(LABELS)
+
+
+def show(row: dict) -> None:
+    cpu = "  ".join(f"{name} {pct:.0f}%" for name, pct in row["cpu"].items())
+    unit = "reports/s" if row["row"] == "chain" else "submits/s"
+    line = (f"{LABELS[row['row']]}: {row['rate']:8.0f} {unit}  p50 {row['p50_ms']:7.2f} ms"
+            f"  p99 {row['p99_ms']:7.2f} ms")
+    if row["row"] == "chain":
+        line += (f"  (submits {row['submit_rate']:.0f}/s, p99 {row['submit_p99_ms']:.1f} ms;"
+                 f" stats {row['stats']}; unreported {row['unreported']})")
+    print(f"{line}  results {row['results']}  cpu: {cpu}  load {row['load1']:.2f}", flush=True)
 
 
 def wait_line(proc: subprocess.Popen, log: Path, text: str, timeout: float = 60) -> None:
@@ -255,11 +331,154 @@ def wait_line(proc: subprocess.Popen, log: Path, text: str, timeout: float = 60)
         time.sleep(0.05)
 
 
+def _chain_rules(target: Path, sim_port: int, http_port: int) -> Path:
+    """A copy of the shipped rules whose CMPP channels point at the simulator on `sim_port`,
+    with ch-cmcc (every number the load sends to) unthrottled."""
+    from tests.support.procs import SHIPPED_RULES
+    shutil.copytree(SHIPPED_RULES, target, symlinks=True)
+    path = target / "channels.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("port: 7891", f"port: {sim_port}")
+    text = text.replace("http://127.0.0.1:7892/", f"http://127.0.0.1:{http_port}/")
+    text, n = re.subn(r"(  - id: ch-cmcc\n(?:    .*\n)*?    rate: )500\b", r"\g<1>0", text)
+    if n != 1:
+        raise SystemExit("the shipped channels.yaml changed shape (ch-cmcc rate); adapt "
+                         "bench/frontend_e2e.py _chain_rules")
+    path.write_text(text, encoding="utf-8")
+    return target
+
+
+def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
+              rows: tuple[str, ...] = ROWS, runs: int = 1, policy: str | None = None,
+              report_delay: float = 0.0, drain: float = 10.0, verbose: bool = True) -> list[dict]:
+    """Measure `rows` (names of ROWS) `runs` times, interleaved; return one dict per row (the
+    median run by rate): row, rate (submits/s; for chain, final reports/s), p50_ms, p99_ms,
+    results, cpu, load1, ratio (rate / echo rate, when echo was measured), runs (every run),
+    and for chain submit_rate, submit_p50_ms, submit_p99_ms, stats, unreported. `policy`: a
+    running daemon to use for the "daemon" row instead of starting one."""
+    from tests.support.procs import DaemonProc, free_port
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
+    repo = Path(__file__).resolve().parents[1]
+    work = Path(tempfile.mkdtemp(prefix="frontend_e2e_"))
+    procs: list[subprocess.Popen] = []
+    daemons: list = []
+
+    def spawn(name: str, argv: list[str], ready: str, env: dict | None = None) -> subprocess.Popen:
+        log = work / f"{name}.log"
+        proc = subprocess.Popen([sys.executable, *argv], cwd=repo, stdout=open(log, "wb"),
+                                stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        procs.append(proc)
+        wait_line(proc, log, ready)
+        return proc
+
+    def gateway(name: str, target: str, data: Path | None = None) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        proc = spawn(name, ["-m", "policy", "gateway", "--listen", f"127.0.0.1:{port}",
+                            "--policy", target, "--data", str(data or work / name),
+                            "--log-level", "WARNING"], "CMPP gateway listening")
+        return proc, port
+
+    def daemon(name: str, **kw) -> tuple[str, int]:
+        d = DaemonProc(work / name, **kw)
+        daemons.append(d)
+        return d.target, d.proc.popen.pid
+
+    me = os.getpid()
+    plans: dict[str, tuple] = {}   # row -> (port, pids, measure kwargs)
+    try:
+        if "echo" in rows:
+            port = free_port()
+            echo = spawn("echo", [__file__, "--echo", str(port)], "echo ready")
+            plans["echo"] = (port, {"echo": echo.pid, "client": me}, {})
+        if "stub" in rows:
+            stub_port = free_port()
+            stub = spawn("stub", [__file__, "--stub", str(stub_port)], "stub ready")
+            gw, port = gateway("gateway-stub", f"127.0.0.1:{stub_port}")
+            plans["stub"] = (port, {"gateway": gw.pid, "stub": stub.pid, "client": me}, {})
+        if "daemon" in rows:
+            pids = {"client": me}
+            if policy:
+                target = policy
+            else:
+                target, pids["daemon"] = daemon("daemon")
+            gw, port = gateway("gateway", target)
+            plans["daemon"] = (port, {"gateway": gw.pid, **pids}, {})
+        if "daemon-none" in rows:
+            target, pid = daemon("daemon-none", extra=["--counters", "none"])
+            gw, port = gateway("gateway-none", target)
+            plans["daemon-none"] = (port, {"gateway": gw.pid, "daemon": pid, "client": me}, {})
+        if "chain" in rows:
+            sim_port, http_port = free_port(), free_port()
+            rules = _chain_rules(work / "chain-rules", sim_port, http_port)
+            sim = spawn("simulator", ["-m", "policy", "simulate-upstream", "--rules", str(rules),
+                                      "--listen", f"127.0.0.1:{sim_port}", "--report-delay",
+                                      str(report_delay), "--log-level", "WARNING"],
+                        "upstream simulator: CMPP")
+            target, pid = daemon("chain-daemon", rules_dir=rules)
+            data = work / "chain-var"
+            gw, port = gateway("gateway-chain", target, data)
+            fwd = spawn("forwarder", ["-m", "policy", "forward", "--rules", str(rules), "--data",
+                                      str(data), "--log-level", "WARNING"], "forwarder: store")
+            plans["chain"] = (port, {"gateway": gw.pid, "daemon": pid, "forwarder": fwd.pid,
+                                     "simulator": sim.pid, "client": me},
+                              {"reports": True, "warmup": 3.0, "drain": drain})
+        if verbose:
+            print(f"load: {connections} connections x window {window}, {seconds:g} s each, "
+                  f"{runs} run(s)", flush=True)
+        measured: dict[str, list[dict]] = {r: [] for r in rows}
+        for i in range(runs):
+            for r in rows:
+                port, pids, kw = plans[r]
+                res = run_measured(port, pids, connections, window, seconds, **kw)
+                res["row"] = r
+                measured[r].append(res)
+                if verbose and runs > 1:
+                    print(f"  run {i + 1}: ", end="")
+                    show(res)
+        out = []
+        for r in rows:
+            by_rate = sorted(measured[r], key=lambda x: x["rate"])
+            row = dict(by_rate[len(by_rate) // 2], runs=measured[r])
+            out.append(row)
+        echo_rate = next((x["rate"] for x in out if x["row"] == "echo"), None)
+        for row in out:
+            row["ratio"] = row["rate"] / echo_rate if echo_rate else None
+        if verbose:
+            for row in out:
+                show(row)
+            echo_p99 = next((x["p99_ms"] for x in out if x["row"] == "echo"), None)
+            for row in out:
+                if row["row"] != "echo" and echo_rate:
+                    print(f"ratio {LABELS[row['row']].strip()} / echo: {row['ratio']:.2f} of the "
+                          f"throughput, p99 x{row['p99_ms'] / echo_p99:.1f}")
+        return out
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for d in daemons:
+            d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    ap.add_argument("--report-delay", type=float, default=0.0,
+                    help="the simulator's delay before each upstream report (chain row)")
+    ap.add_argument("--drain", type=float, default=10.0,
+                    help="seconds to wait for the reports still owed after the chain's load")
     ap.add_argument("--policy", help="use this running policy daemon instead of starting one")
     ap.add_argument("--echo", type=int, help=argparse.SUPPRESS)  # internal: run the echo server
     ap.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: run the stub daemon
@@ -270,56 +489,12 @@ def main() -> None:
     if args.stub:
         asyncio.run(serve_stub_daemon(args.stub))
         return
-
-    from tests.support.procs import DaemonProc, free_port
-    repo = Path(__file__).resolve().parents[1]
-    work = Path(tempfile.mkdtemp(prefix="frontend_e2e_"))
-    procs = []
-
-    def spawn(name: str, argv: list[str], ready: str) -> subprocess.Popen:
-        log = work / f"{name}.log"
-        proc = subprocess.Popen([sys.executable, *argv], cwd=repo, stdout=open(log, "wb"),
-                                stderr=subprocess.STDOUT)
-        procs.append(proc)
-        wait_line(proc, log, ready)
-        return proc
-
-    def gateway(name: str, target: str) -> tuple[subprocess.Popen, int]:
-        port = free_port()
-        proc = spawn(name, ["-m", "policy", "gateway", "--listen", f"127.0.0.1:{port}",
-                            "--policy", target, "--data", str(work / name),
-                            "--log-level", "WARNING"], "CMPP gateway listening")
-        return proc, port
-
-    daemon = None if args.policy else DaemonProc(work / "daemon")
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
     try:
-        echo_port, stub_port = free_port(), free_port()
-        echo = spawn("echo", [__file__, "--echo", str(echo_port)], "echo ready")
-        stub = spawn("stub", [__file__, "--stub", str(stub_port)], "stub ready")
-        gw_stub, gw_stub_port = gateway("gateway-stub", f"127.0.0.1:{stub_port}")
-        gw, gw_port = gateway("gateway", args.policy or daemon.target)
-        print(f"load: {args.connections} connections x window {args.window}, "
-              f"{args.seconds:g} s each")
-        me = os.getpid()
-        echo_res = run_measured(echo_port, args, {"echo": echo.pid, "client": me})
-        show("codec echo               ", echo_res)
-        alone = run_measured(gw_stub_port, args, {"gateway": gw_stub.pid, "stub": stub.pid,
-                                                  "client": me})
-        show("front-end + stub daemon  ", alone)
-        pids = {"gateway": gw.pid, "client": me}
-        if daemon is not None:
-            pids["daemon"] = daemon.proc.popen.pid
-        e2e = run_measured(gw_port, args, pids)
-        show("front-end + policy daemon", e2e)
-        for label, r in (("front-end + stub daemon", alone), ("front-end + policy daemon", e2e)):
-            print(f"ratio {label} / echo: {r['rate'] / echo_res['rate']:.2f} of the throughput, "
-                  f"p99 x{r['p99_ms'] / echo_res['p99_ms']:.1f}")
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
-        if daemon is not None:
-            daemon.stop()
+        run_bench(args.seconds, args.connections, args.window, rows, args.runs, args.policy,
+                  args.report_delay, args.drain)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 if __name__ == "__main__":
