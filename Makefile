@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (scripts/setup.sh is idempotent).
-.PHONY: setup up test bench check
+.PHONY: setup up test bench check soak
 
 setup:
 	@bash scripts/setup.sh
@@ -19,3 +19,8 @@ check: setup
 bench: setup
 	.venv/bin/python -m pip install --quiet -e '.[test,bench]'
 	.venv/bin/python -m bench
+
+# Issue 8's soak at full size: 100,000 messages through the whole chain under kill -9 and
+# upstream faults (CI runs 5,000 in tests/soak). SOAK_ARGS="--messages 20000 --seed 7" to vary.
+soak: setup
+	.venv/bin/python -m tests.soak $(SOAK_ARGS)

@@ -1,0 +1,1 @@
+"""Soak with faults: the whole chain under kill -9 and upstream faults (issue 8)."""
