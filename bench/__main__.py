@@ -165,6 +165,13 @@ def grpc_rows(g: dict) -> list[tuple]:
             rd = gm(g[form]["redis"])
             rows.append((f"gRPC {name}, Redis counters vs counters off", rd,
                          f"≥ 0.7× off: {verdict(rd / off, 0.7, True)}", off, rd / off))
+    if "unary-max" in g:
+        echo = gm(g["unary-max"]["echo"])
+        for kind, label in (("sqlite", "daemon as shipped (SQLite)"), ("off", "counters off"),
+                            ("bare", "counters and log off")):
+            v = gm(g["unary-max"][kind])
+            rows.append((f"gRPC unary Evaluate ({grpc_bench.UNARY_IN_FLIGHT} in flight), calls/s = decisions/s, "
+                         f"{label}", v, "", echo, v / echo))
     pct = grpc_bench.median_pct
     sent = {k: statistics.median(r.achieved_rate for r in g["unary"][k]) for k in ("echo", "sqlite")}
     rows.append((f"gRPC unary Evaluate, calls/s sent (open loop, paced at {grpc_bench.UNARY_RATE}/s), SQLite",
@@ -347,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                                    unary_reps=1 if quick else runs, redis_url=url, log=say)
             notes.append(f"mean EvaluateResponse size {g['response_bytes']} bytes")
             rows.extend(grpc_rows(g))
-            raw["grpc"] = {form: {k: [r.rate for r in v] for k, v in g[form].items()} for form in ("batch", "stream")}
+            raw["grpc"] = {form: {k: [r.rate for r in v] for k, v in g[form].items()}
+                           for form in ("batch", "stream", "unary-max") if form in g}
             raw["grpc"]["unary p99 ms"] = {k: [r.pct(99) for r in v] for k, v in g["unary"].items()}
             raw["grpc"]["memory"] = g["memory"]
 

@@ -50,6 +50,7 @@ BATCH = 100
 BATCHES_IN_FLIGHT = 4
 STREAMS = 2
 UNARY_RATE = 1000
+UNARY_IN_FLIGHT = 16   # closed-loop unary: calls outstanding at once
 REPS = 3
 WORKERS = 8   # the daemon's default (policy/settings.py)
 
@@ -339,6 +340,32 @@ async def _stream(target: str, reqs: list, streams: int) -> Rate:
         return Rate(answered, _recipients(reqs), time.perf_counter() - t, errors)
 
 
+async def _unary(target: str, reqs: list, in_flight: int) -> Rate:
+    """Closed loop: `in_flight` unary Evaluate calls outstanding at all times, as fast as answered."""
+    async with _channel(target) as ch:
+        stub = _stub(ch)
+        await ch.channel_ready()
+        queue = iter(reqs)
+        answered = errors = 0
+
+        async def worker():
+            nonlocal answered, errors
+            for r in queue:
+                try:
+                    await stub.Evaluate(r, timeout=60)
+                    answered += 1
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return Rate(answered, _recipients(reqs), time.perf_counter() - t, errors)
+
+
+def unary_rate(target: str, reqs: list, in_flight: int = UNARY_IN_FLIGHT) -> Rate:
+    return asyncio.run(_unary(target, reqs, in_flight))
+
+
 async def _paced(target: str, reqs: list, rate: float) -> Latency:
     """Open loop: call k is sent at t0 + k/rate however long earlier calls take."""
     async with _channel(target) as ch:
@@ -412,12 +439,15 @@ def measure(rules_dir: Path, subs: list, workdir: Path, unary_seconds: float, re
         servers["echo"] = DaemonProcess(None, workdir / "grpc-echo", "echo", responses=responses)
         batch_rate(servers["echo"].target, requests_for(subs, "warm-echo"))
         order = ["echo", *kinds]
-        for form, fn in (("batch", batch_rate), ("stream", stream_rate)):
+        out["unary-max"] = {}
+        # closed-loop unary calls one at a time per call: a fifth of the stream keeps the run short
+        for form, fn, part in (("batch", batch_rate, subs), ("stream", stream_rate, subs),
+                               ("unary-max", unary_rate, subs[:max(len(subs) // 5, 200)])):
             for kind in order:
                 out[form][kind] = []
             for rep in range(reps):
                 for kind in order:
-                    r = fn(servers[kind].target, requests_for(subs, f"{form}-{kind}-{rep}"))
+                    r = fn(servers[kind].target, requests_for(part, f"{form}-{kind}-{rep}"))
                     out[form][kind].append(r)
                     log(f"  {form:<6} {kind:<6} run {rep + 1}: {r.rate:8.0f} decisions/s "
                         f"({r.recipients / r.wall:8.0f} recipients/s){f', {r.errors} errors' if r.errors else ''}")
