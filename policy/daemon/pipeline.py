@@ -84,7 +84,7 @@ class Pipeline:
             decision.submit_reason = submit_hit.description
         else:
             # 3b. recipient-stage rules
-            shared: list[str] = []  # the message's share of the engine payload, made once
+            shared: list = []  # the message's share of the engine payloads, made once
             for i, raw in enumerate(sub.destinations):
                 decision.recipients.append(self._recipient_stage(
                     loaded, sub, account, mfacts, i, raw, decision, explain, shared))
@@ -126,7 +126,7 @@ class Pipeline:
 
     def _recipient_stage(self, loaded: LoadedPolicy, sub: Submission, account: Account,
                          mfacts: dict, index: int, raw: str, decision: Decision,
-                         explain: bool, shared: list[str]) -> RecipientResult:
+                         explain: bool, shared: list) -> RecipientResult:
         message_id = sub.message_ids[index] if index < len(sub.message_ids) else ""
         try:
             # this recipient's own facts; the message's come in once through `shared`

@@ -77,32 +77,37 @@ class DurableRules:
         self._read = facts_read(prepared)
         self._plain = [f for f in self._read if _read_by_plain_test(prepared, f[0])]
         self._text = [(key, TEXT_PREFIX + key, TextMatcher(list(probes))) for key, probes in self._probes.items()]
+        packed = _pack(prepared, shard_size, shard_tests, shard_nodes)
+        # each shard is sent only the fields its own rules test: the engine parses every field of
+        # a message and copies the whole message into every match it reports
+        self._fields = [frozenset(f for i in members for f in _fields_tested(prepared[i].tree))
+                        for members in packed]
         # one function per part, generated here, reads, checks and lays out what the rules read;
         # the message part is made once per message (message_part) for all its recipients
-        self._fill_all = _reader(self._read, self._plain, self._text, guard=True)
+        self._fill_all = _reader(self._read, self._plain, self._text, self._fields, guard=True)
         self._fill_m = _reader([f for f in self._read if f[0] in _MESSAGE_KEYS], self._plain, self._text,
-                               guard=True)
+                               self._fields, guard=True)
         self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text,
-                               guard=False)
+                               self._fields, guard=False)
 
         self._lock = threading.Lock()
         self._closed = False
         self._shards: list[_Shard] = []
         try:
-            for k, members in enumerate(_pack(prepared, shard_size, shard_tests, shard_nodes)):
+            for k, members in enumerate(packed):
                 self._shards.append(_Shard(f"{name}/{k}", {f"r{i}": definitions[i] for i in members},
                                            [self._rules[i] for i in members]))
         except BaseException:
             self._delete_shards()
             raise
 
-    def message_part(self, message_facts: dict) -> str:
-        """The message facts' share of every payload, for match(recipient_facts, part): what
-        depends only on the message, computed once for all its recipients. Raises FactTypeError
-        like match()."""
+    def message_part(self, message_facts: dict) -> tuple[str, ...]:
+        """The message facts' share of every shard's payload, for match(recipient_facts, part):
+        what depends only on the message, computed once for all its recipients. Raises
+        FactTypeError like match()."""
         return self._fill_m(message_facts)
 
-    def match(self, facts: dict, message_part: str | None = None) -> list[Rule]:
+    def match(self, facts: dict, message_part: tuple[str, ...] | None = None) -> list[Rule]:
         """Every matching rule (enforce and shadow), sorted by (-priority, index).
 
         `facts` holds every fact; or, with `message_part` (from message_part() of the message's
@@ -110,21 +115,21 @@ class DurableRules:
         Raises FactTypeError (an EngineError) for a fact of the wrong type, EngineError when the
         engine fails on this message (the evaluator stays usable), RulesClosed after close().
         """
-        payload = self._payload_of(facts, message_part)
+        payloads = self._payloads(facts, message_part)
         hits: set[int] = set()
         with self._lock:
             if self._closed:
                 raise RulesClosed(f"rules '{self.name}' were closed")
-            for shard in self._shards:
+            for shard, payload in zip(self._shards, payloads):
                 shard.collect(payload, hits)
         rank = self._rank
         return [self._ordered[r] for r in sorted(rank[i] for i in hits)]
 
-    def _payload_of(self, facts: dict, message_part: str | None = None) -> str:
+    def _payloads(self, facts: dict, message_part: tuple[str, ...] | None = None) -> list[str]:
+        """The JSON message of each shard."""
         if message_part is None:
-            return f"{{{self._fill_all(facts)}}}"
-        own = self._fill_r(facts)
-        return f"{{{message_part},{own}}}" if own else f"{{{message_part}}}"
+            return [f"{{{p}}}" for p in self._fill_all(facts)]
+        return [f"{{{m},{r}}}" if r else f"{{{m}}}" for m, r in zip(message_part, self._fill_r(facts))]
 
     def close(self) -> None:
         """Delete the rulesets once no match() is running; later match() raises RulesClosed."""
@@ -265,18 +270,19 @@ class _Shard:
             self._handle = None
 
 
-def _reader(read, plain, text, guard: bool):
-    """fill(facts) -> the members of the engine's JSON message (no braces) for the facts of
-    `read` that are present, checked and cut exactly as semantics.read_facts does, in
-    _payload's layout and order and byte for byte its encoding: the guard, plain-tested facts
-    under their key (lists behind the "" sentinel), then the _t_ list of the text tests each
-    text-tested fact passes. Generated once per rule set: straight code per fact, writing the
-    JSON text itself, with no loop over specs, no intermediate dict and no encoder pass. Keys
-    and names come from the vocabulary and enter the code only as literals."""
+def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
+    """fill(facts) -> per shard, the members of its JSON message (no braces) for the facts of
+    `read` that are present, checked and cut exactly as semantics.read_facts does: _payload's
+    layout, order and byte-for-byte encoding (the guard, plain-tested facts under their key,
+    lists behind the "" sentinel, then the _t_ list of the text tests each text-tested fact
+    passes), keeping the fields of `shard_fields` for each shard. Generated once per rule set:
+    straight code per fact, writing the JSON text itself, with no loop over specs, no
+    intermediate dict and no encoder pass. Keys and names come from the vocabulary and enter
+    the code only as literals."""
     env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT,
            "_str": _encode_str}
-    lines = ["def fill(facts):", "    get = facts.get",
-             f"    parts = [{json.dumps(json.dumps(GUARD) + ':1')}]" if guard else "    parts = []"]
+    guard_member = json.dumps(GUARD) + ":1"
+    lines = ["def fill(facts):", "    get = facts.get"]
     var, types = {}, {}
     for n, (key, type_, name) in enumerate(read):
         k, v = repr(key), f"v{n}"
@@ -296,25 +302,38 @@ def _reader(read, plain, text, guard: bool):
                       bad]
         else:
             raise AssertionError(f"unknown fact type {type_}")
+    # each member of the message once, then each shard's members in _payload's order
+    members = []
     for key, _type, _name in plain:
         if key not in var:
             continue
-        v, head = var[key], json.dumps(key) + ":"
+        v, head, m = var[key], json.dumps(key) + ":", f"m{len(members)}"
         emit = {"bool": f"{json.dumps(head + 'true')} if {v} else {json.dumps(head + 'false')}",
                 "int": f"{json.dumps(head)} + str({v})",
                 "str": f"{json.dumps(head)} + _str({v})",
                 "list": f"{json.dumps(head + '[' + json.dumps(''))} + ''.join([',' + _str(cap(x)) for x in {v}]) + ']'",
                 }[types[key]]
-        lines += [f"    if {v} is not _ABSENT:", f"        parts.append({emit})"]
+        if any(key in f for f in shard_fields):
+            lines += [f"    {m} = ({emit}) if {v} is not _ABSENT else None"]
+            members.append((key, m))
     for n, (key, field, matcher) in enumerate(text):
-        if key not in var:
+        if key not in var or not any(field in f for f in shard_fields):
             continue
-        v, head = var[key], json.dumps(field) + ":[-1"
+        v, head, m = var[key], json.dumps(field) + ":[-1", f"m{len(members)}"
         env[f"_found{n}"] = matcher.found
-        lines += [f"    if {v} is not _ABSENT:", f"        f = _found{n}({v})",
-                  f"        parts.append({json.dumps(head)} + ''.join([',' + str(i) for i in f]) + ']' "
-                  f"if f else {json.dumps(head + ']')})"]
-    lines.append("    return ','.join(parts)")
+        lines += [f"    {m} = None", f"    if {v} is not _ABSENT:", f"        f = _found{n}({v})",
+                  f"        {m} = {json.dumps(head)} + ''.join([',' + str(i) for i in f]) + ']' "
+                  f"if f else {json.dumps(head + ']')}"]
+        members.append((field, m))
+    out = []
+    for fields in shard_fields:
+        mine = [m for key, m in members if key in fields]
+        if not mine:
+            out.append(repr(guard_member) if guard else "''")
+        else:
+            first = f"{guard_member!r}, " if guard else ""
+            out.append(f"','.join([{first}*[x for x in ({', '.join(mine)},) if x is not None]])")
+    lines.append(f"    return ({''.join(o + ', ' for o in out)})")
     exec(compile("\n".join(lines), f"<reader of {len(read)} facts>", "exec"), env)  # noqa: S102
     return env["fill"]
 
@@ -335,6 +354,13 @@ def _pack(prepared: Sequence[Prepared], shard_size: int, max_tests: int, max_nod
         tests += p.tests + 1   # +1: the _m guard a rule may carry
         nodes += p.nodes + 1
     return shards
+
+
+def _fields_tested(tree) -> set[str]:
+    """The message fields the durable form of a rule tests (a text test reads the _t_ field)."""
+    if isinstance(tree, Test):
+        return {TEXT_PREFIX + tree.key if tree.is_text else tree.key}
+    return set().union(*(_fields_tested(t) for t in tree.items))
 
 
 def _read_by_plain_test(prepared: Sequence[Prepared], key: str) -> bool:
