@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .sqlitedb import open_shared, transaction
+from .sqlitedb import Checkpointer, open_shared, transaction
 
 HELD_REJECT_STAT = "MA:0006"   # 系统拒绝: manual audit refused a held message
 
@@ -265,11 +265,19 @@ def _outbox_row(r: tuple) -> OutboxRow:
 
 
 class GatewayStore:
-    def __init__(self, path: str | os.PathLike, busy_timeout: float = 5.0):
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = 5.0,
+                 background_checkpoint: bool = False):
+        """background_checkpoint: WAL checkpoints in a thread of their own instead of inside
+        this connection's commits (for an event loop that commits on its own thread: the
+        front-end answers SUBMITs after its commits)."""
         self.path = os.fspath(path)
-        self._db = open_shared(self.path, _SCHEMA, busy_timeout)
+        self._db = open_shared(self.path, _SCHEMA, busy_timeout,
+                               autocheckpoint=not background_checkpoint)
+        self._checkpointer = Checkpointer(self.path, busy_timeout) if background_checkpoint else None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._db.close()
 
     def _tx(self):

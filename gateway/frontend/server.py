@@ -59,7 +59,7 @@ class FrontEnd:
     def __init__(self, settings: Settings, store: GatewayStore | None = None):
         self.settings = settings
         os.makedirs(settings.data_dir, exist_ok=True)
-        self.store = store or GatewayStore(settings.path(STORE_FILE))
+        self.store = store or GatewayStore(settings.path(STORE_FILE), background_checkpoint=True)
         self.msgids = MsgIdGenerator(settings.gateway_code, skip_current_second=True)
         self.reassembler = Reassembler(self.store, settings.reassembly_timeout)
         self.sessions: set[Session] = set()
