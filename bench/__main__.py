@@ -218,10 +218,12 @@ def lists_rows(r: dict) -> list[tuple]:
          "", None, large["start_s"] / small["start_s"]),
         (f"lists: daemon VmRSS after start, MB, {s} / {l} numbers", f"{small['rss_mb']:.0f} / {large['rss_mb']:.0f}",
          f"{l} ≤ 2,000: {verdict(large['rss_mb'], 2000, False)}", None, large["rss_mb"] / small["rss_mb"]),
-        (f"lists: facts step µs/decision, {l} vs {s} numbers", large["facts_us"], "does not grow",
+        (f"lists: facts step µs/decision, {l} vs {s} numbers", large["facts_us"], "",
          small["facts_us"], r["facts_ratio"]),
-        (f"lists: list lookup µs/recipient, {l} vs {s} numbers", f"{large['lookup_us']:.3f}",
+        (f"lists: facts step, ratio {l}/{s} by CPU time", r["facts_cpu_ratio"], "", None, None),
+        (f"lists: list lookups µs/recipient, {l} vs {s} numbers", f"{large['lookup_us']:.3f}",
          f"no growth (≤ 1.2×): {verdict(r['lookup_ratio'], 1.2, False)}", f"{small['lookup_us']:.3f}", r["lookup_ratio"]),
+        (f"lists: list lookups, ratio {l}/{s} by CPU time", r["lookup_cpu_ratio"], "", None, None),
     ]
 
 
