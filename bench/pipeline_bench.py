@@ -38,6 +38,11 @@ from zoneinfo import ZoneInfo
 START = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 STEP = 0.005           # synthetic seconds between messages: 200 messages/s of traffic
 REPS = 3
+BATCH = 100            # messages per evaluate_batch in config b_batch (the gRPC bench's batch size)
+# (b) exclusive SQLite, the daemon's default, one evaluate() at a time; b_batch the same store
+# through evaluate_batch; b_shared the shared mode (a transaction per charge), the old (b)
+COUNTER_CONFIGS = ("b", "b_batch", "b_shared", "c")
+CONFIGS = ("a", "b", "b_batch", "b_shared", "c")
 
 
 @dataclass
@@ -65,11 +70,12 @@ def build_runtime(rules_dir: Path, data_dir: Path):
 def make_pipeline(runtime, config: str, workdir: Path, tag: str):
     """A Pipeline as the daemon assembles it, for config 'a', 'b' or 'c'; fresh stores."""
     from policy.audit.decision_log import DecisionLog
-    from policy.counters import SqliteCounterStore
+    from policy.counters import make_store
     from policy.daemon.pipeline import Pipeline
     counters = log = None
-    if config in ("b", "c"):
-        counters = SqliteCounterStore(str(workdir / f"counters-{tag}.db"))
+    if config in COUNTER_CONFIGS:
+        mode = "shared" if config == "b_shared" else "exclusive"   # the daemon's default: exclusive
+        counters = make_store("sqlite", str(workdir / f"counters-{tag}.db"), "", sqlite_mode=mode)
         for account in runtime.current().policy.accounts.values():
             if account.billing == "prepaid":   # as Daemon._on_loaded does
                 counters.set_opening_balance(account.id, account.balance)
@@ -85,13 +91,25 @@ def close_pipeline(pipeline) -> None:
         pipeline.counters.close()
 
 
-def timed_run(pipeline, subs: list) -> Run:
+def timed_run(pipeline, subs: list, batch: int = 0) -> Run:
+    """batch > 0: Pipeline.evaluate_batch over `batch` messages at a time (the EvaluateBatch
+    path: the counter journal is waited for once per batch); 0: evaluate() one by one, each
+    answer waiting for its own charge to be committed (what a lone unary call pays)."""
     evaluate = pipeline.evaluate
     recipients = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    for i, sub in enumerate(subs):
-        evaluate(sub, START + i * STEP)
-        recipients += len(sub.destinations)
+    if batch:
+        for first in range(0, len(subs), batch):
+            chunk = subs[first:first + batch]
+            # one clock per batch, as the daemon takes it; the synthetic time still advances
+            for d in pipeline.evaluate_batch(chunk, START + first * STEP):
+                if isinstance(d, Exception):
+                    raise d
+            recipients += sum(len(s.destinations) for s in chunk)
+    else:
+        for i, sub in enumerate(subs):
+            evaluate(sub, START + i * STEP)
+            recipients += len(sub.destinations)
     if pipeline.decision_log is not None and not pipeline.decision_log.flush(timeout=120):
         raise RuntimeError("decision log did not commit the run's records within 120 s")
     return Run(len(subs), recipients, time.perf_counter() - wall, time.process_time() - cpu)
@@ -117,14 +135,14 @@ def outcome_mix(rules_dir: Path, subs) -> collections.Counter:
 def measure(rules_dir: Path, subs: list, workdir: Path, reps: int = REPS, log=print) -> dict:
     """{'cold': Run, 'a': [Run]*reps, 'b': [...], 'c': [...]}."""
     runtime = build_runtime(rules_dir, workdir / "var")
-    out: dict = {"a": [], "b": [], "c": []}
+    out: dict = {k: [] for k in CONFIGS}
     pipeline = make_pipeline(runtime, "a", workdir, "cold")
     out["cold"] = timed_run(pipeline, subs)
     log(f"  first pass, cold caches: {out['cold'].rate:8.0f} decisions/s")
     for rep in range(reps):
-        for config in ("a", "b", "c"):   # interleaved: a load spike hits every config alike
+        for config in CONFIGS:   # interleaved: a load spike hits every config alike
             pipeline = make_pipeline(runtime, config, workdir, f"{config}{rep}")
-            run = timed_run(pipeline, subs)
+            run = timed_run(pipeline, subs, BATCH if config == "b_batch" else 0)
             close_pipeline(pipeline)
             out[config].append(run)
             log(f"  run {rep + 1} ({config}): {run.rate:8.0f} decisions/s, "
@@ -233,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{median_recipient_rate(res['a']):8.0f} recipient decisions/s")
         print(f"(b) + SQLite counters  {b:8.0f} decisions/s  {1e6 / b:7.1f} µs/decision  ratio {b / a:4.2f}")
         print(f"(c) + decision log     {c:8.0f} decisions/s  {1e6 / c:7.1f} µs/decision  ratio {c / a:4.2f}")
-        print(f"counter step adds {1e6 / b - 1e6 / a:5.1f} µs per decision")
+        cpu = {k: statistics.median(r.cpu / r.messages for r in res[k]) * 1e6 for k in CONFIGS}
+        for k, label in (("b", "exclusive SQLite, one by one"), ("b_batch", f"exclusive SQLite, batches of {BATCH}"),
+                         ("b_shared", "shared SQLite, one by one")):
+            rate = median_rate(res[k])
+            print(f"counter step ({label}) adds {1e6 / rate - 1e6 / a:6.1f} µs wall, "
+                  f"{cpu[k] - cpu['a']:6.1f} µs CPU (all threads) per decision")
         if args.profile:
             print(profile(rules, subs[: max(n // 4, 500)], workdir))
         if not args.no_daemon:

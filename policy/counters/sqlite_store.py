@@ -97,13 +97,13 @@ def _enable_wal(conn: sqlite3.Connection, path: str, timeout: float) -> None:
         time.sleep(0.005)
 
 
-def open_connection(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
+def open_connection(path: str, busy_timeout_ms: int, page_size: int = 1024) -> sqlite3.Connection:
     """A connection to the counter file with the pragmas and schema every mode relies on."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            cached_statements=256)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA page_size = 1024")  # takes effect only on a new file; small pages keep each commit's WAL frames small
+        conn.execute(f"PRAGMA page_size = {int(page_size)}")  # takes effect only on a new file; small pages keep each commit's WAL frames small
         if path != ":memory:":
             _enable_wal(conn, path, busy_timeout_ms / 1000)
         conn.execute("PRAGMA synchronous = NORMAL")
