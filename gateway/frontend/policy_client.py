@@ -93,6 +93,16 @@ class PolicyClient:
             self._flush()
 
     async def _send(self, batch) -> None:
+        try:
+            await self._send_batch(batch)
+        finally:
+            # whatever went wrong (closed while the call was out, an unexpected error), no
+            # request waits for ever: its SUBMIT gets Result 8
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(PolicyUnavailable("the call ended without an answer"))
+
+    async def _send_batch(self, batch) -> None:
         # the oldest request's deadline bounds the call: queueing never extends policy_timeout
         timeout = batch[0][2] - asyncio.get_running_loop().time()
         if timeout <= 0:
