@@ -59,7 +59,11 @@ class ZenStage:
     (id of the enforced rule that decides or None, ids of the shadow rules that match, in order)."""
 
     def __init__(self, rules, is_shadow, name: str):
-        import zen
+        try:
+            import zen
+        except ImportError:
+            raise RuntimeError("zen-engine is not installed: .venv/bin/pip install -e '.[bench]' "
+                               "(make bench does)") from None
         prepared = prepare_rules(rules)
         self._read = facts_read(prepared)
         self._probes: dict[str, dict[tuple[str, str], int]] = {}
@@ -74,8 +78,6 @@ class ZenStage:
         shadow = [(r.id, e) for r, e in rows if is_shadow(r)]
         self.graph = _graph([("enforced", "first", enforced), ("shadow", "collect", shadow)])
         self.check_graph = _graph([("all", "collect", [(r.id, e) for r, e in rows])])
-        self.rows = len(rows)
-        self.conditions = {r.id: e for r, e in rows}
         self._engine = zen.ZenEngine({"loader": {"type": "static", "content": {
             name: self.graph, f"{name}-all": self.check_graph}}})
         self._key, self._check_key = name, f"{name}-all"
