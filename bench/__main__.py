@@ -245,7 +245,7 @@ def replay_rows(r: dict) -> list[tuple]:
 FRONTEND_TARGETS = {"daemon": ("≥ 3,000", 3_000, "≤ 20", 20)}   # issue 5: the front-end with the daemon
 
 
-def frontend_rows(quick: bool, runs: int, log) -> tuple[list[tuple], str]:
+def frontend_rows(quick: bool, runs: int, log, raw: dict | None = None) -> tuple[list[tuple], str]:
     from . import frontend_e2e
     seconds = 3.0 if quick else 10.0
     if not hasattr(frontend_e2e, "run_bench"):
@@ -256,6 +256,8 @@ def frontend_rows(quick: bool, runs: int, log) -> tuple[list[tuple], str]:
             raise RuntimeError(f"bench/frontend_e2e.py exited with {proc.returncode}:\n{proc.stdout}{proc.stderr}")
         return [], proc.stdout.strip()
     measured = frontend_e2e.run_bench(seconds=seconds, runs=runs, verbose=True)
+    if raw is not None:
+        raw["frontend"] = measured
     echo = next((r for r in measured if r["row"] == "echo"), None)
     labels = getattr(frontend_e2e, "LABELS", {})
     rows: list[tuple] = []
@@ -371,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                          "enforced rules + collect table over shadow rules, one graph")
 
         def frontend() -> None:
-            r, text = frontend_rows(quick, runs, say)
+            r, text = frontend_rows(quick, runs, say, raw)
             rows.extend(r)
             if text:
                 notes.append("front-end end to end (bench/frontend_e2e.py, not yet in the table):\n" + text)
