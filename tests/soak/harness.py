@@ -461,6 +461,10 @@ def check(chain: Chain, outcome: dict) -> dict:
         volume = counters.execute(
             "SELECT coalesce(sum(value), 0) FROM counters WHERE base LIKE ?",
             (f"a:account-daily-volume:{ACCOUNT}:%",)).fetchone()[0]
+        # only the soak account sends: the channels' segment counters hold the same total
+        channel_volume = counters.execute(
+            "SELECT coalesce(sum(value), 0) FROM counters WHERE base LIKE 'c:channel-volume:%'"
+        ).fetchone()[0]
         charged = {row[0]: json.loads(row[1]) if row[1] else {} for row in counters.execute(
             "SELECT id, record FROM requests WHERE id LIKE ?", (f"{GATEWAY_ID}:%",))}
         # what each charge debited: its accepted recipients' segments, from the answer the
@@ -479,6 +483,8 @@ def check(chain: Chain, outcome: dict) -> dict:
     if consumed != volume * PRICE:
         failures.append(f"balance debited {consumed} fen, but the account's segment counter says "
                         f"{volume} segments x {PRICE} fen = {volume * PRICE}")
+    if channel_volume != volume:
+        failures.append(f"the channels counted {channel_volume} segments, the account {volume}")
     not_charged = []
     told = set()
     for c in customers:

@@ -4,6 +4,7 @@ simulator answers late twice. The full size is `make soak` (100,000 messages).""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -11,7 +12,8 @@ from tests.soak.harness import Plan, run_soak
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1])
+# SOAK_SEED=7 replays another fault plan and traffic mix
+@pytest.mark.parametrize("seed", [int(os.environ.get("SOAK_SEED", "1"))])
 def test_soak_with_faults_loses_and_duplicates_nothing(tmp_path, seed):
     plan = Plan(messages=5000, connections=8, kills=3, drops=2, lates=2, seed=seed, settle=90)
     figures = run_soak(tmp_path / "soak", plan, log=print)
