@@ -57,6 +57,47 @@ _TOP_UP = ("INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (a
 _OPENING = "INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (account) DO NOTHING"
 
 
+class _Filter:
+    """Which counter bases the file may hold (a Bloom filter: no false "absent").
+
+    Most charges touch counters nobody used yet (per-number limits, new numbers): without this
+    each such base cost a SELECT that finds nothing. Built from the file at open (one scan of
+    the counters' primary key), every base a charge adds to goes in; rebuilt twice as large
+    when it fills, so false "present" answers (a SELECT that finds nothing, as before) stay rare.
+    """
+
+    def __init__(self, conn, expected: int = 0):
+        self.capacity = max(1 << 16, 2 * expected)
+        self.mask = (1 << max(20, (self.capacity * 10).bit_length())) - 1  # >= 10 bits per base
+        self.bits = bytearray((self.mask >> 3) + 1)
+        self.count = 0
+        for (base,) in conn.execute("SELECT DISTINCT base FROM counters"):
+            self.add(base)
+
+    def add(self, base: str) -> None:
+        h = hash(base)
+        step = (h >> 32) | 1
+        bits, mask = self.bits, self.mask
+        for i in (0, 1, 2):
+            p = (h + i * step) & mask
+            bits[p >> 3] |= 1 << (p & 7)
+        self.count += 1
+
+    def __contains__(self, base: str) -> bool:
+        h = hash(base)
+        step = (h >> 32) | 1
+        bits, mask = self.bits, self.mask
+        for i in (0, 1, 2):
+            p = (h + i * step) & mask
+            if not bits[p >> 3] & (1 << (p & 7)):
+                return False
+        return True
+
+    @property
+    def full(self) -> bool:
+        return self.count > self.capacity
+
+
 class _Entry:
     __slots__ = ("gen", "request", "remember", "counters", "balance_sql", "balance_args", "clock")
 
@@ -89,6 +130,7 @@ class ExclusiveSqliteCounterStore:
         except BaseException:
             self._owner.release()
             raise
+        self._filter = _Filter(self._read)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._values: dict[str, dict[int, int]] = {}   # base -> {bucket: value}
@@ -147,6 +189,11 @@ class ExclusiveSqliteCounterStore:
         missing = {base for base, _, _ in reads.values() if base not in values}
         if missing:
             self._load(missing)
+            if self._filter.full:
+                rebuilt = _Filter(self._read, self._filter.count)
+                for base in values:  # among them every base whose first rows are not committed yet
+                    rebuilt.add(base)
+                self._filter = rebuilt
         stored = {}
         for key, (base, lo, hi) in reads.items():
             buckets = values[base]
@@ -176,9 +223,12 @@ class ExclusiveSqliteCounterStore:
             rows = []
             touched = self._touched
             gen = entry.gen
+            known = self._filter
             for key, amount in walk.adds.items():
                 base, _, bucket = reads[key]
                 buckets = values[base]
+                if not buckets:  # maybe a new base: it will be on file once committed
+                    known.add(base)
                 buckets[bucket] = buckets.get(bucket, 0) + amount
                 touched[base] = gen
                 rows.append((base, bucket, amount, clock + walk.ttls[key]))
@@ -192,9 +242,12 @@ class ExclusiveSqliteCounterStore:
         values = self._values
         if len(values) + len(bases) > self.cache_max:
             self._trim(len(bases))
-        names = list(bases)
-        for base in names:
+        known = self._filter
+        names = []
+        for base in bases:
             values[base] = {}
+            if base in known:
+                names.append(base)
         for i in range(0, len(names), BASES_PER_READ):
             chunk = names[i:i + BASES_PER_READ]
             rows = self._read.execute(

@@ -160,3 +160,21 @@ def test_make_store_modes(tmp_path):
     store.close()
     with pytest.raises(ValueError, match="unknown SQLite counter mode 'both'"):
         make_store("sqlite", str(tmp_path / "c.db"), "", sqlite_mode="both")
+
+
+def test_counters_not_in_memory_are_found_on_file_after_the_filter_grows(tmp_path, monkeypatch):
+    from policy.counters import sqlite_exclusive
+    path = str(tmp_path / "c.db")
+    p = LimitPlan([Limit(id="num", scope="account_number", max=1, window="day")])
+    first = ExclusiveSqliteCounterStore(path)
+    for i in range(50):
+        assert first.charge(f"a{i}", one(p, f"1380000{i:04d}"), None, 5, NOW.timestamp()).ok_indexes == [0]
+    first.close()
+    store = ExclusiveSqliteCounterStore(path, cache_max=10)  # filter built from the file at open
+    store._filter.capacity = 20  # so that it is rebuilt while counters are being added
+    for i in range(50, 120):
+        assert store.charge(f"a{i}", one(p, f"1380000{i:04d}"), None, 5, NOW.timestamp()).ok_indexes == [0]
+    for i in range(120):  # every number is at its limit, whether in memory, evicted or from before
+        res = store.charge(f"b{i}", one(p, f"1380000{i:04d}"), None, 5, NOW.timestamp())
+        assert res.rejected == {0: ("MA:0022", "num")} and res.values[0][1] == 1, i
+    store.close()
