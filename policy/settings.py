@@ -37,6 +37,7 @@ class Settings:
     watch_interval: float = 1.0                 # seconds between checks of rules_dir
     validate_timeout: float = 30.0              # subprocess validation of a new rule set
     shard_size: int = 48                        # rules per durable_rules ruleset
+    match_cache: int = 4096                     # per ruleset and rules version: answers kept for the last N distinct engine messages (exact: the message holds every fact its rules read); 0 = ask durable_rules every time (bench.pipeline_bench reports hit rates)
     admin_token: str = ""                       # required by AdminService when set
     tls_cert: str = ""                          # PEM files; both set = TLS on the gRPC port
     tls_key: str = ""

@@ -25,6 +25,7 @@ from ..facts.segments import SegmentDB
 from ..rules.errors import PolicyError
 from ..rules.loader import load_policy
 from ..rules.model import PolicySet
+from ..settings import Settings
 
 log = logging.getLogger("smspolicy.runtime")
 
@@ -60,9 +61,11 @@ class Runtime:
     """Holds the current LoadedPolicy and the resources that outlive a reload."""
 
     def __init__(self, rules_dir: str, data_dir: str, segment_db: str = "", shard_size: int = 48,
-                 validate_timeout: float = 30.0, on_loaded=None):
+                 validate_timeout: float = 30.0, on_loaded=None,
+                 match_cache: int = Settings.match_cache):
         self.rules_dir = rules_dir
         self.shard_size = shard_size
+        self.match_cache = match_cache
         self.validate_timeout = validate_timeout
         self.segments = SegmentDB.load(segment_db or None)
         self.api_blacklist = ApiBlacklist(os.path.join(data_dir, "api_blacklist.db"))
@@ -100,8 +103,10 @@ class Runtime:
         return LoadedPolicy(
             policy=policy,
             facts=facts,
-            submit_rules=DurableRules(submit, f"submit-{tag}", self.shard_size),
-            recipient_rules=DurableRules(recipient, f"recipient-{tag}", self.shard_size),
+            submit_rules=DurableRules(submit, f"submit-{tag}", self.shard_size,
+                                      cache_size=self.match_cache),
+            recipient_rules=DurableRules(recipient, f"recipient-{tag}", self.shard_size,
+                                         cache_size=self.match_cache),
             limits=LimitPlan(policy.limits),
             tz=ZoneInfo(policy.platform.timezone),
             loaded_at=time.time(),

@@ -76,7 +76,7 @@ class Daemon:
         self.counters = make_counters(settings)
         self.runtime = Runtime(settings.rules_dir, settings.data_dir, settings.segment_db,
                                settings.shard_size, settings.validate_timeout,
-                               on_loaded=self._on_loaded)
+                               on_loaded=self._on_loaded, match_cache=settings.match_cache)
         self.decision_log = make_decision_log(settings, self.metrics)
         log_ = self.decision_log
         self.metrics.log_failures.set_function(lambda: log_.write_failures + log_.overflows)

@@ -57,9 +57,16 @@ class DurableRules:
     """Every rule of `rules` that matches a flat facts dict, evaluated by durable_rules."""
 
     def __init__(self, rules: Sequence[Rule], name: str, shard_size: int = 48, *,
-                 shard_tests: int = MAX_SHARD_TESTS, shard_nodes: int = MAX_SHARD_NODES):
+                 shard_tests: int = MAX_SHARD_TESTS, shard_nodes: int = MAX_SHARD_NODES,
+                 cache_size: int = 0):
         """`shard_tests` / `shard_nodes` bound the fact tests and compared values per ruleset; raising
-        them past the defaults lets a rule set reach the engine's crash and hang limits."""
+        them past the defaults lets a rule set reach the engine's crash and hang limits.
+
+        `cache_size` > 0 remembers, per shard, the rules that matched each of the last
+        `cache_size` distinct messages it was sent (settings.match_cache). That is exact: the
+        message is every fact the shard's rules read, JSON-encoded, and the engine is stateless
+        between calls (each fact is retracted), so its answer is a function of that text alone;
+        a new rule set (reload) starts with empty caches."""
         if shard_size < 1:
             raise ValueError("shard_size must be at least 1")
         prepared = prepare_rules(rules)
@@ -90,6 +97,11 @@ class DurableRules:
         self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text,
                                self._fields, guard=False)
 
+        self._cache_size = max(cache_size, 0)
+        self._caches: list[dict[str, tuple[int, ...]]] = [{} for _ in packed]
+        self.cache_lookups = 0   # shard evaluations asked for, and answered from the caches
+        self.cache_hits = 0
+
         self._lock = threading.Lock()
         self._closed = False
         self._shards: list[_Shard] = []
@@ -115,13 +127,25 @@ class DurableRules:
         Raises FactTypeError (an EngineError) for a fact of the wrong type, EngineError when the
         engine fails on this message (the evaluator stays usable), RulesClosed after close().
         """
-        payloads = self._payloads(facts, message_part)
         hits: set[int] = set()
-        with self._lock:
-            if self._closed:
-                raise RulesClosed(f"rules '{self.name}' were closed")
-            for shard, payload in zip(self._shards, payloads):
-                shard.collect(payload, hits)
+        if self._cache_size:
+            # keys, not messages: the message part's strings are shared by every recipient of the
+            # message, so their hashes are computed once; a message is built only on a miss
+            if message_part is None:
+                keys = self._fill_all(facts)
+            else:
+                keys = list(zip(message_part, self._fill_r(facts)))
+            with self._lock:
+                if self._closed:
+                    raise RulesClosed(f"rules '{self.name}' were closed")
+                self._collect_cached(keys, hits)
+        else:
+            payloads = self._payloads(facts, message_part)
+            with self._lock:
+                if self._closed:
+                    raise RulesClosed(f"rules '{self.name}' were closed")
+                for shard, payload in zip(self._shards, payloads):
+                    shard.collect(payload, hits)
         rank = self._rank
         return [self._ordered[r] for r in sorted(rank[i] for i in hits)]
 
@@ -130,6 +154,28 @@ class DurableRules:
         if message_part is None:
             return [f"{{{p}}}" for p in self._fill_all(facts)]
         return [f"{{{m},{r}}}" if r else f"{{{m}}}" for m, r in zip(message_part, self._fill_r(facts))]
+
+    def _collect_cached(self, keys: list, hits: set[int]) -> None:
+        """collect() through the caches; the caller holds the lock. A key is a shard's members
+        (str) or its (message members, recipient members): either determines the message."""
+        size = self._cache_size
+        for shard, key, cache in zip(self._shards, keys, self._caches):
+            self.cache_lookups += 1
+            found = cache.get(key)
+            if found is None:
+                if type(key) is str:
+                    payload = f"{{{key}}}"
+                else:
+                    m, r = key
+                    payload = f"{{{m},{r}}}" if r else f"{{{m}}}"
+                mine: set[int] = set()
+                shard.collect(payload, mine)   # an engine error caches nothing
+                found = cache[key] = tuple(mine)
+                if len(cache) > size:
+                    del cache[next(iter(cache))]   # the oldest entry
+            else:
+                self.cache_hits += 1
+            hits.update(found)
 
     def close(self) -> None:
         """Delete the rulesets once no match() is running; later match() raises RulesClosed."""

@@ -1,6 +1,8 @@
 """4 threads matching through a RulesHolder while the main thread keeps swapping rule sets."""
 import threading
 
+import pytest
+
 from policy.engine.durable_engine import DurableRules
 from policy.engine.holder import RulesHolder
 from policy.engine.oracle import OracleRules
@@ -22,14 +24,15 @@ FACTS = [facts(**{"message.length": n, "message.content": c, "message.hour": h, 
          for n, c, h, b in [(5, "低息贷款", 9, True), (15, "hello", 0, False), (0, "", 2, True), (25, "贷款", 1, False)]]
 
 
-def test_swapping_under_load_gives_only_complete_answers():
+@pytest.mark.parametrize("cache_size", [0, 64], ids=["uncached", "cached"])
+def test_swapping_under_load_gives_only_complete_answers(cache_size):
     expected = {}
     for tag in (0, 1):
         oracle = OracleRules(version(tag), f"v{tag}")
         expected[tag] = [ids(oracle.match(f)) for f in FACTS]
     assert all(expected[0][i] != expected[1][i] for i in range(len(FACTS)))
 
-    holder = RulesHolder(DurableRules(version(0), "v0"))
+    holder = RulesHolder(DurableRules(version(0), "v0", cache_size=cache_size))
     wrong, errors, counts, stop = [], [], [0] * THREADS, threading.Event()
 
     def reader(seed: int) -> None:
@@ -50,7 +53,7 @@ def test_swapping_under_load_gives_only_complete_answers():
     for t in threads:
         t.start()
     for swaps in range(SWAPS):  # every swap happens while readers are matching
-        holder.swap(DurableRules(version((swaps + 1) % 2), f"v{swaps}"))
+        holder.swap(DurableRules(version((swaps + 1) % 2), f"v{swaps}", cache_size=cache_size))
         threads[0].join(0.005)
     stop.set()
     for t in threads:

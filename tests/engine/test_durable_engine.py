@@ -5,7 +5,7 @@ import threading
 import durable_rules_engine
 import pytest
 
-from policy.engine import EngineError, RuleCompileError
+from policy.engine import EngineError, RuleCompileError, RulesClosed
 from policy.engine.durable_engine import DurableRules
 from policy.engine.oracle import OracleRules
 from policy.engine.semantics import read_facts
@@ -130,4 +130,36 @@ def test_fifteen_groups_per_rule_is_the_engines_own_limit():
     fifteen = Any_(tuple(All((Compare("message.length", "eq", i), Compare("message.hour", "eq", i))) for i in range(14)))
     durable = DurableRules([rule(0, fifteen)], "groups")
     assert ids(durable.match(facts(**{"message.length": 3, "message.hour": 3}))) == ["r0"]
+    durable.close()
+
+
+def test_the_match_cache_answers_repeats_counts_them_and_stays_bounded():
+    rules = [rule(0, Compare("message.length", "gt", 1)), rule(1, Compare("recipient.carrier", "eq", "cmcc"))]
+    plain, cached = DurableRules(rules, "plain"), DurableRules(rules, "cached", cache_size=2)
+    cases = [facts(**{"message.length": n, "recipient.carrier": c}) for n in (0, 2) for c in ("cmcc", "cucc")]
+    for _ in range(3):
+        for given in cases:
+            assert ids(cached.match(given)) == ids(plain.match(given))
+    assert cached.cache_lookups == 12 and cached.cache_hits == 0   # 4 distinct messages, room for 2
+    for _ in range(3):   # evicted by the later messages: one miss, then hits
+        assert ids(cached.match(cases[0])) == ["r1"]
+    assert cached.cache_lookups == 15 and cached.cache_hits == 2
+    assert all(len(c) <= 2 for c in cached._caches)
+    assert plain.cache_lookups == 0   # off: nothing counted, nothing kept
+    cached.close()
+    with pytest.raises(RulesClosed):
+        cached.match(cases[1])   # a closed rule set answers nothing, not even from its cache
+    plain.close()
+
+
+def test_an_engine_failure_is_not_cached():
+    durable = DurableRules([rule(0, Compare("message.length", "gt", 1))], "held-cached", cache_size=8)
+    given = facts(**{"message.length": 2})
+    payload = durable._payload(read_facts(given, durable._read))
+    assert durable_rules_engine.assert_fact(durable._shards[0]._handle, payload)[0] == 0
+    with pytest.raises(EngineError, match="code 2"):
+        durable.match(given)
+    assert durable._caches == [{}]
+    assert ids(durable.match(given)) == ["r0"] and ids(durable.match(given)) == ["r0"]
+    assert durable.cache_hits == 1
     durable.close()

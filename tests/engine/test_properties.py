@@ -77,12 +77,17 @@ def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
     conditions = [c for c in (condition(rng) for _ in range(n_rules)) if not condition_problems(c)]
     rules = [rule(i, c, rng.randint(1, 4), rng.choice(["enforce", "shadow"])) for i, c in enumerate(conditions)]
     durable = DurableRules(rules, "prop", shard_size)
+    cached = DurableRules(rules, "prop-cached", shard_size, cache_size=3)
     oracle = OracleRules(rules, "prop")
     try:
+        seen = []
         for _ in range(n_facts):
             given_facts = fact_dict(rng)
             want = ids(oracle.match(given_facts))
             assert ids(durable.match(given_facts)) == want, (given_facts, rules)
+            seen.append((given_facts, want))
+            for earlier, answer in seen[-4:]:   # hits, misses and evictions of a small cache
+                assert ids(cached.match(earlier)) == answer, (earlier, rules)
             # the pipeline's form: the message facts' share computed once, the recipient's own
             # facts per call (message facts left in that dict are ignored, so garble them)
             own = {k: (v if FACTS[k.replace("__", ".")].stage == "recipient" else 12345)
@@ -99,3 +104,4 @@ def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
                 assert whole == _encode(mine) and json.loads(split) == mine
     finally:
         durable.close()
+        cached.close()
