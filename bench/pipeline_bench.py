@@ -4,7 +4,8 @@
 
 One thread, the daemon's own objects (Runtime, Pipeline, SqliteCounterStore, DecisionLog), the
 workload of bench/workload.py. Three configurations, interleaved and each run 3 times (median):
-  (a) rules + facts only: no counter store, no decision log
+  (a) rules + facts only: no counter store, no decision log; also with match_cache 0
+      (a_nocache), and the match cache's hit rates
   (b) + the SQLite counter store (idempotency recall, charge, remember)
   (c) + the decision log (its writer thread commits in the background; the run ends when
       every record is committed)
@@ -42,7 +43,7 @@ BATCH = 100            # messages per evaluate_batch in config b_batch (the gRPC
 # (b) exclusive SQLite, the daemon's default, one evaluate() at a time; b_batch the same store
 # through evaluate_batch; b_shared the shared mode (a transaction per charge), the old (b)
 COUNTER_CONFIGS = ("b", "b_batch", "b_shared", "c")
-CONFIGS = ("a", "b", "b_batch", "b_shared", "c")
+CONFIGS = ("a", "a_nocache", "b", "b_batch", "b_shared", "c")
 
 
 @dataclass
@@ -65,6 +66,35 @@ def build_runtime(rules_dir: Path, data_dir: Path):
     from policy.daemon.runtime import Runtime
     data_dir.mkdir(parents=True, exist_ok=True)
     return Runtime(str(rules_dir), str(data_dir))
+
+
+class _Serving:
+    """A stand-in Runtime that serves one LoadedPolicy."""
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+
+    def current(self):
+        return self.loaded
+
+
+def uncached(runtime) -> _Serving:
+    """The runtime's rule set compiled again with match_cache 0: config (a_nocache), what (a)
+    costs when every shard evaluation goes to durable_rules."""
+    from dataclasses import replace
+    from policy.engine.durable_engine import DurableRules
+    loaded = runtime.current()
+    stage = {s: [r for r in loaded.policy.rules if r.stage == s] for s in ("submit", "recipient")}
+    return _Serving(replace(
+        loaded, submit_rules=DurableRules(stage["submit"], "bench-submit-nocache", runtime.shard_size),
+        recipient_rules=DurableRules(stage["recipient"], "bench-recipient-nocache", runtime.shard_size)))
+
+
+def cache_hits(runtime) -> dict:
+    """{stage: (shard lookups, answered from the match cache)} so far."""
+    loaded = runtime.current()
+    return {name: (rules.cache_lookups, rules.cache_hits)
+            for name, rules in (("submit", loaded.submit_rules), ("recipient", loaded.recipient_rules))}
 
 
 def make_pipeline(runtime, config: str, workdir: Path, tag: str):
@@ -138,15 +168,20 @@ def measure(rules_dir: Path, subs: list, workdir: Path, reps: int = REPS, log=pr
     out: dict = {k: [] for k in CONFIGS}
     pipeline = make_pipeline(runtime, "a", workdir, "cold")
     out["cold"] = timed_run(pipeline, subs)
+    out["cache_cold"] = cache_hits(runtime)
     log(f"  first pass, cold caches: {out['cold'].rate:8.0f} decisions/s")
+    nocache = uncached(runtime)
     for rep in range(reps):
         for config in CONFIGS:   # interleaved: a load spike hits every config alike
-            pipeline = make_pipeline(runtime, config, workdir, f"{config}{rep}")
+            pipeline = make_pipeline(nocache if config == "a_nocache" else runtime, config, workdir,
+                                     f"{config}{rep}")
             run = timed_run(pipeline, subs, BATCH if config == "b_batch" else 0)
             close_pipeline(pipeline)
             out[config].append(run)
             log(f"  run {rep + 1} ({config}): {run.rate:8.0f} decisions/s, "
                 f"{run.recipient_rate:8.0f} recipient decisions/s, cpu {run.cpu / run.wall:4.2f} of wall")
+    out["cache"] = cache_hits(runtime)
+    nocache.loaded.close()
     runtime.close()
     return out
 
@@ -249,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         a, b, c = (median_rate(res[k]) for k in "abc")
         print(f"(a) rules+facts        {a:8.0f} decisions/s  {1e6 / a:7.1f} µs/decision  "
               f"{median_recipient_rate(res['a']):8.0f} recipient decisions/s")
+        a0 = median_rate(res["a_nocache"])
+        print(f"    match_cache 0      {a0:8.0f} decisions/s  {1e6 / a0:7.1f} µs/decision  "
+              f"(CPU {statistics.median(r.cpu / r.messages for r in res['a']) * 1e6:5.1f} µs with the "
+              f"cache, {statistics.median(r.cpu / r.messages for r in res['a_nocache']) * 1e6:5.1f} without)")
+        print("    match cache hits: " + ", ".join(
+            f"{stage} {hits / max(looked, 1):.1%} of {looked} shard lookups "
+            f"(first pass {res['cache_cold'][stage][1] / max(res['cache_cold'][stage][0], 1):.1%})"
+            for stage, (looked, hits) in res["cache"].items()))
         print(f"(b) + SQLite counters  {b:8.0f} decisions/s  {1e6 / b:7.1f} µs/decision  ratio {b / a:4.2f}")
         print(f"(c) + decision log     {c:8.0f} decisions/s  {1e6 / c:7.1f} µs/decision  ratio {c / a:4.2f}")
         cpu = {k: statistics.median(r.cpu / r.messages for r in res[k]) * 1e6 for k in CONFIGS}
