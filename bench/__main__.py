@@ -221,7 +221,7 @@ def lists_rows(r: dict) -> list[tuple]:
         (f"lists: facts step µs/decision, {l} vs {s} numbers", large["facts_us"], "",
          small["facts_us"], r["facts_ratio"]),
         (f"lists: facts step, ratio {l}/{s} by CPU time", r["facts_cpu_ratio"], "", None, None),
-        (f"lists: list lookups µs/recipient, {l} vs {s} numbers", f"{large['lookup_us']:.3f}",
+        (f"lists: list lookups µs/number, {l} vs {s} numbers", f"{large['lookup_us']:.3f}",
          f"no growth (≤ 1.2×): {verdict(r['lookup_ratio'], 1.2, False)}", f"{small['lookup_us']:.3f}", r["lookup_ratio"]),
         (f"lists: list lookups, ratio {l}/{s} by CPU time", r["lookup_cpu_ratio"], "", None, None),
     ]
