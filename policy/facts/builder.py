@@ -115,7 +115,8 @@ class _AccountView:
     """What the builder derives from one account, once."""
 
     __slots__ = ("account", "base", "msg_formats", "fee_codes", "signatures", "access_code",
-                 "send_window", "blocked_provinces", "blocked_places", "routes", "route_cache")
+                 "send_window", "blocked_provinces", "blocked_places", "routes", "route_cache",
+                 "segment_cache")
 
     def __init__(self, account: Account, channels: dict[str, _ChannelView]):
         a = account
@@ -145,6 +146,7 @@ class _AccountView:
         # channels the policy does not define cannot carry anything; the loader refuses them
         self.routes = tuple(channels[c] for c in a.channels if c in channels)
         self.route_cache: dict[tuple[str, str], _ChannelView | None] = {}
+        self.segment_cache: dict[str, _Segment] = {}
 
     def route(self, carrier: str, province: str) -> _ChannelView | None:
         """The first of the account's channels serving the carrier and (if it limits regions)
@@ -160,6 +162,28 @@ class _AccountView:
                 break
         self.route_cache[key] = found
         return found
+
+
+class _Segment:
+    """What a recipient's facts take from its 7-digit segment, for one account: for an 11-digit
+    number everything but its own list memberships depends on the segment alone (segment lists
+    hold prefixes of 3 to 7 digits; validity is per segment, see numbers.is_valid_mobile)."""
+
+    __slots__ = ("valid", "info", "region_blocked", "route", "members", "ids", "seg_global",
+                 "seg_channel")
+
+    def __init__(self, valid: bool, info, region_blocked: bool, route, members):
+        self.valid = valid
+        self.info = info
+        self.region_blocked = region_blocked
+        self.route = route
+        self.members = members
+        self.ids = sorted({i for m in members for i in m.ids})
+        self.seg_global = any(m.is_global for m in members)
+        self.seg_channel = route is not None and any(route.channel.id in m.channels for m in members)
+
+
+SEGMENT_CACHE_MAX = 65_536   # segments remembered per account; the cache starts over when full
 
 
 class FactBuilder:
@@ -245,43 +269,45 @@ class FactBuilder:
         view = self._view(account)
         number, digits = normalize_number(raw_destination)
         length_ok = digits and len(number) == 11
-        info = self._segments.lookup(number)
+        if length_ok:
+            cache = view.segment_cache
+            seg = cache.get(number[:7])
+            if seg is None:
+                seg = self._segment(view, number, digits, length_ok)
+                if len(cache) >= SEGMENT_CACHE_MAX:
+                    cache.clear()
+                cache[number[:7]] = seg
+        else:
+            seg = self._segment(view, number, digits, length_ok)
+        info = seg.info
         key = number_key(number)
-        lists = self.lists
-        member = lists.numbers.get(key)
-        seg_members = lists.segment(number) if digits and lists.prefix_lengths else ()
-        province = info.province
-        region_blocked = bool(province) and (
-            province in view.blocked_provinces or (province, info.city) in view.blocked_places)
-        route = view.route(info.carrier, province)
+        member = self.lists.numbers.get(key)
 
-        if member is None and not seg_members:
-            listed: list[str] = []
-        elif not seg_members:
+        if member is None:
+            listed = list(seg.ids)
+        elif not seg.members:
             listed = list(member.ids)
         else:
-            ids = {i for m in seg_members for i in m.ids}
-            if member is not None:
-                ids.update(member.ids)
-            listed = sorted(ids)
+            listed = sorted({*seg.ids, *member.ids})
 
         facts = {
             R_NUMBER: number,
             R_LENGTH_OK: length_ok,
-            R_VALID: length_ok and is_valid_mobile(number),
+            R_VALID: seg.valid,
             R_SEGMENT: number[:7],
             R_ASSIGNED: info.assigned,
             R_CARRIER: info.carrier,
-            R_PROVINCE: province,
+            R_PROVINCE: info.province,
             R_CITY: info.city,
-            R_REGION_BLOCKED: region_blocked,
+            R_REGION_BLOCKED: seg.region_blocked,
             R_BL_GLOBAL: member is not None and member.is_global,
             R_BL_CUSTOMER: member is not None and account.id in member.accounts,
             R_BL_FILE: self._file is not None and self._file.contains_key(key),
             R_BL_API: self._api.contains_key(key),
-            R_SEG_GLOBAL: any(m.is_global for m in seg_members),
+            R_SEG_GLOBAL: seg.seg_global,
             R_LISTS: listed,
         }
+        route = seg.route
         if route is None:
             facts[R_BL_CHANNEL] = False
             facts[R_SEG_CHANNEL] = False
@@ -291,7 +317,7 @@ class FactBuilder:
         ch = route.channel
         cid = ch.id
         facts[R_BL_CHANNEL] = member is not None and cid in member.channels
-        facts[R_SEG_CHANNEL] = any(cid in m.channels for m in seg_members)
+        facts[R_SEG_CHANNEL] = seg.seg_channel
         facts[ROUTE_FOUND] = True
         facts[ROUTE_CHANNEL] = cid
         facts[C_RUN_MODE] = ch.run_mode
@@ -299,3 +325,13 @@ class FactBuilder:
         facts[C_LONG] = ch.supports_long
         facts[C_OVER_MAX] = message_facts[M_LENGTH] > ch.max_length
         return facts
+
+    def _segment(self, view: _AccountView, number: str, digits: bool, length_ok: bool) -> _Segment:
+        info = self._segments.lookup(number)
+        lists = self.lists
+        members = lists.segment(number) if digits and lists.prefix_lengths else ()
+        province = info.province
+        region_blocked = bool(province) and (
+            province in view.blocked_provinces or (province, info.city) in view.blocked_places)
+        return _Segment(length_ok and is_valid_mobile(number), info, region_blocked,
+                        view.route(info.carrier, province), members)

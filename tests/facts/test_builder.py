@@ -283,3 +283,20 @@ def test_an_account_object_other_than_the_policys(builder, acct):
     f = builder.message_facts(submission(msg_fmt=4, fee_code="999"), changed, NOON)
     assert f[engine_key("message.msg_fmt_allowed")] is True
     assert f[engine_key("message.fee_code_allowed")] is True
+
+
+SAME_SEGMENT = [  # numbers of one segment with and without their own list entries, and odd forms
+    BEIJING_CMCC, "13800138001", "+8613800138002", GUANGZHOU_CMCC, "13802400001", SHENZHEN_CUCC,
+    "13005400001", BEIJING_CTCC, "13301000001", "13900000001", "13900000002", "13700000007",
+    "13700000008", "17012345678", "1380013800", "abc", "", "99999999999", "10010"]
+
+
+def test_the_segment_cache_gives_what_a_fresh_builder_gives(policy, segment_db, api_blacklist, mf):
+    warm = FactBuilder(policy, segment_db, api_blacklist, None)
+    for acct in policy.accounts.values():
+        for _ in range(2):   # the second round answers every 11-digit number from the cache
+            for number in SAME_SEGMENT:
+                fresh = FactBuilder(policy, segment_db, api_blacklist, None)
+                got, want = warm.recipient_part(mf, number, acct), fresh.recipient_part(mf, number, acct)
+                assert list(got.items()) == list(want.items()), number   # the log keeps the order
+        assert warm._accounts[acct.id].segment_cache   # the cache was used
