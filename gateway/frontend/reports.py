@@ -1,21 +1,25 @@
 """Delivery of status reports and MO messages to customers (CMPP_DELIVER), from the store.
 
 One pump per front-end process. It looks at accounts with a live connection only: right away
-when woken (a submit produced reports, a customer logged in) and every `poll` seconds
-otherwise (reports created by the forwarder process, resends). Each DELIVER goes to any
-logged-in connection of the account with room in its window; it stays in the store until the
-DELIVER_RESP arrives, is resent with the same Msg_Id after `report_resend` up to `retries`
-sends, and then waits for the account's next login (store.rearm). A customer that is offline
-simply has its reports waiting in the store, across restarts.
+when woken (a submit produced reports, a customer logged in, a DELIVER_RESP made room), within
+WRITES_CHECK seconds of another process (the forwarder) committing to the store, and every
+`poll` seconds otherwise (resends). Each DELIVER goes to any logged-in connection of the
+account with room in its window; it stays in the store until the DELIVER_RESP arrives, is
+resent with the same Msg_Id after `report_resend` up to `retries` sends, and then waits for the
+account's next login (store.rearm). A customer that is offline simply has its reports waiting
+in the store, across restarts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from itertools import cycle
 
 log = logging.getLogger("smspolicy.frontend.reports")
+
+WRITES_CHECK = 0.05   # seconds between looks at whether another process wrote the store
 
 
 class ReportPump:
@@ -39,14 +43,19 @@ class ReportPump:
 
     async def run(self) -> None:
         next_sweep = 0.0
+        seen = self._written()
         while True:
             try:
-                await asyncio.wait_for(self._event.wait(), self.poll)
+                await asyncio.wait_for(self._event.wait(), min(self.poll, WRITES_CHECK))
             except asyncio.TimeoutError:
                 pass
             self._event.clear()
             now = time.time()
-            if now >= next_sweep:
+            # another process (the forwarder) committed: its new reports go out now, not at
+            # the next poll (up to `poll` seconds of every report's latency)
+            version = self._written()
+            if now >= next_sweep or version != seen:
+                seen = version
                 accounts, next_sweep = set(self.fe.accounts), now + self.poll
             else:
                 accounts = self._due & self.fe.accounts.keys()
@@ -56,6 +65,12 @@ class ReportPump:
                     self.deliver(account, now)
                 except Exception:  # noqa: BLE001 - reports stay stored; the next round retries
                     log.exception("cannot deliver reports of %s; retrying later", account)
+
+    def _written(self) -> int | None:
+        try:
+            return self.fe.store.data_version()
+        except sqlite3.Error:   # cannot tell: the round after a failure looks; the poll still sweeps
+            return None
 
     def deliver(self, account_id: str, now: float) -> int:
         """Write what is due for the account to its connections; returns the number sent."""

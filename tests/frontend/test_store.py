@@ -116,6 +116,18 @@ def test_acknowledgements_of_one_turn_are_recorded_together(store):
     assert [r.id for r in store.pending_reports("900002", 99.0, 10, 3)] == [theirs.id]
 
 
+def test_data_version_tells_commits_of_another_connection(store, tmp_path):
+    other = GatewayStore(store.path)
+    try:
+        seen = store.data_version()
+        store.add_mo("900001", "10690000188", "13912345678", b"x", 0)      # its own commit
+        assert store.data_version() == seen
+        other.add_mo("900001", "10690000188", "13912345678", b"y", 0)      # the forwarder's
+        assert store.data_version() != seen
+    finally:
+        other.close()
+
+
 def test_forwarder_finish_reports_every_part_once(store):
     store.accept_message(message(), [Recipient("13800138000", (BIG - 2, BIG - 1, BIG), "accept", "ch-cmcc", 3)])
     [row] = store.claim_outbox("ch-cmcc", 10)
