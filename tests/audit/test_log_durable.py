@@ -15,15 +15,15 @@ def _rows(path) -> int:
 
 
 def test_wait_durable_returns_once_the_record_is_committed(log_path):
-    # a writer that would otherwise sit on the record for a whole second
-    log = DecisionLog(str(log_path), flush_interval=1.0)
+    # a writer that would otherwise sit on the record for 5 seconds
+    log = DecisionLog(str(log_path), flush_interval=5.0)
     try:
         time.sleep(0.05)   # let the writer start waiting
         for i in range(3):
             assert log.append(make_record(i))
             started = time.monotonic()
             assert log.wait_durable(log.mark(), timeout=5)
-            assert time.monotonic() - started < 0.5   # woke the writer, did not wait its tick
+            assert time.monotonic() - started < 2.0   # woke the writer, did not wait its tick
             assert _rows(log_path) == i + 1            # readable by another connection
     finally:
         log.close()
@@ -59,7 +59,7 @@ def test_wait_durable_gives_up_while_the_log_cannot_be_written(log_path):
         log._committed = -1   # nothing durable yet
         started = time.monotonic()
         assert log.wait_durable(log.mark(), timeout=5) is False
-        assert time.monotonic() - started < 0.5   # the answer is not held for the timeout
+        assert time.monotonic() - started < 1.0   # the answer is not held for the timeout
     finally:
         log._committed = 0
         log.healthy = True
