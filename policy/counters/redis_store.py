@@ -93,10 +93,68 @@ class RedisCounterStore:
                             "the recorded charge", request_id, exc)
         return result
 
+    def charge_many(self, jobs: list) -> list:
+        """charge() for each (request_id, recipients, debit_account, price, now, answer), in
+        order, in one pipelined round trip (plus the answers' HSETs, pipelined behind). Each
+        entry of the result is a ChargeResult or the CounterStoreError of that charge alone.
+        Scripts run one after another in Redis, so charges of one batch that hit the same
+        counter see each other exactly as sequential calls would."""
+        calls = [("EVALSHA", self._sha, 0, self.prefix, rid, self.idempotency_ttl, debit or "", price,
+                  _json([[rc.index, rc.segments,
+                          [[i.key, i.amount, i.limit, i.ttl_seconds, i.span, i.code, i.limit_id]
+                           for i in rc.increments]] for rc in recipients]))
+                 for rid, recipients, debit, price, _now, _answer in jobs]
+        conn = self._connection()
+        try:
+            self._settle(conn)
+            replies = self._pipelined(conn, calls)
+            retry = [k for k, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            if retry:  # the server lost its scripts: those charges did not run; run them, in order
+                self._sha = self._client.script_load(CHARGE_LUA)
+                again = self._pipelined(conn, [(c[0], self._sha, *c[2:]) for c in (calls[k] for k in retry)])
+                for k, r in zip(retry, again):
+                    replies[k] = r
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._drop(conn)
+            raise CounterStoreError(f"Redis charge of a batch of {len(jobs)} failed or its replies were "
+                                    f"lost; retrying with the same request ids is safe: {exc}") from exc
+        results, answers = [], []
+        for (rid, _r, _d, _p, _now, answer), reply in zip(jobs, replies):
+            if isinstance(reply, Exception):
+                results.append(CounterStoreError(f"Redis refused the charge of request {rid!r}: {reply}"))
+            elif reply[0] == 1:
+                results.append(record.decode(reply[1], replayed=True, stored_response=reply[2]))
+            else:
+                res = record.decode(reply[1], replayed=False, stored_response=None)
+                if answer is not None:
+                    answers.append(("HSET", self.prefix + "req:" + rid, "s", answer(res)))
+                results.append(res)
+        if answers:
+            try:
+                conn.send_packed_command(conn.pack_commands(answers))
+                self._local.unread = len(answers)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._drop(conn)  # the charges are recorded: retries replay them without answers
+                log.warning("Redis: %d answers were not stored (%s); retries get the recorded "
+                            "charges", len(answers), exc)
+        return results
+
+    @staticmethod
+    def _pipelined(conn, calls: list) -> list:
+        conn.send_packed_command(conn.pack_commands(calls))
+        replies = []
+        for _ in calls:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:  # this call's error; the stream stays in step
+                replies.append(exc)
+        return replies
+
     def _settle(self, conn) -> None:
-        """Read the reply of the HSET the last charge on this connection left in flight."""
-        if getattr(self._local, "unread", 0):
-            self._local.unread = 0
+        """Read the replies of the HSETs the last charge on this connection left in flight."""
+        unread = getattr(self._local, "unread", 0)
+        self._local.unread = 0
+        for _ in range(unread):
             try:
                 conn.read_response()
             except redis.ResponseError as exc:  # the answer was not stored; the charge was

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..counters import CounterStoreError, RecipientCharge
@@ -196,15 +197,23 @@ class Pipeline:
         was charged (CountersUnavailable), as its charge was not applied.
         """
         tokens = self._batch.tokens = []
+        defer = self._batch.defer = hasattr(self.counters, "charge_many")
+        jobs: list[int] = []
         try:
-            out: list[Decision | Exception] = []
+            out: list = []
             for sub in subs:
                 try:
                     out.append(self.evaluate(sub, now, explain))
+                except _Deferred as d:  # steps 1-3 done, the charge waits for the batch's
+                    jobs.append(len(out))
+                    out.append(d.job)
                 except Exception as e:  # noqa: BLE001 - the caller turns it into a status
                     out.append(e)
         finally:
             self._batch.tokens = None
+            self._batch.defer = False
+        if defer and jobs:
+            self._charge_deferred(out, jobs)
         if tokens:
             try:
                 self.counters.wait_durable(max(tokens))
@@ -240,6 +249,9 @@ class Pipeline:
             decision.stored_response = decision_to_response(decision).SerializeToString()
             return decision.stored_response
 
+        if getattr(self._batch, "defer", False):  # evaluate_batch charges the batch in one trip
+            raise _Deferred(_Job(sub, charges, debit, account, now, answer, decision, mfacts,
+                                 time.perf_counter()))
         tokens = getattr(self._batch, "tokens", None)  # inside evaluate_batch: it waits once
         try:
             res = self.counters.charge(sub.request_id, charges, debit, account.price, now, answer,
@@ -250,11 +262,43 @@ class Pipeline:
             raise CountersUnavailable(str(e)) from e
         if tokens is not None and res.durable:
             tokens.append(res.durable)
+        self._charged(decision, res, account, debit)
+
+    def _charged(self, decision: Decision, res, account: Account, debit: str | None) -> None:
         if res.replayed and res.stored_response:  # a retry: the answer it got the first time
             decision.replayed = True
             decision.stored_response = res.stored_response
         elif res.replayed:  # charged before (a retry whose answer was not kept): as recorded
             self._apply_charge(decision, res, account, debit)
+
+    def _charge_deferred(self, out: list, jobs: list[int]) -> None:
+        """Charge the batch's messages that reached step 4 with one store call (charge_many:
+        one pipelined round trip with Redis, scripts run in batch order so messages hitting
+        the same counter stay exact), then finish each as _evaluate does after step 4."""
+        batch = [out[i] for i in jobs]
+        try:
+            results = self.counters.charge_many(
+                [(j.sub.request_id, j.charges, j.debit, j.account.price, j.now, j.answer) for j in batch])
+        except (CounterStoreError, OSError, ConnectionError) as e:
+            results = [e] * len(batch)
+        for i, j, res in zip(jobs, batch, results):
+            if isinstance(res, Exception):
+                out[i] = CountersUnavailable(str(res))
+                continue
+            decision = j.decision
+            self._charged(decision, res, j.account, j.debit)
+            if not decision.replayed:
+                # 5. log, 6. answer: as at the end of _evaluate
+                if not self._log(j.sub, decision, j.now, j.mfacts):
+                    try:
+                        self.counters.remember(j.sub.request_id,
+                                               decision_to_response(decision).SerializeToString(), now=j.now)
+                    except Exception as e:  # noqa: BLE001 - as in _evaluate: the call fails
+                        out[i] = CountersUnavailable(str(e))
+                        continue
+                if self.metrics:
+                    self.metrics.observe(decision, time.perf_counter() - j.started)
+            out[i] = decision
 
     @staticmethod
     def _apply_charge(decision: Decision, res, account: Account, debit: str | None) -> None:
@@ -326,6 +370,26 @@ class Pipeline:
     def _fail_closed(decision: Decision, reason: str) -> None:
         for r in decision.recipients:
             r.action, r.code, r.rule_id, r.channel_id, r.reason = REJECT, INTERNAL_ERROR, "", "", reason
+
+
+@dataclass(slots=True)
+class _Job:
+    """A message of a batch stopped at step 4: its charge and what finishing it needs."""
+    sub: Submission
+    charges: list
+    debit: str | None
+    account: Account
+    now: float
+    answer: object
+    decision: Decision
+    mfacts: dict
+    started: float
+
+
+class _Deferred(Exception):
+    def __init__(self, job: _Job):
+        super().__init__()
+        self.job = job
 
 
 class CountersUnavailable(RuntimeError):
