@@ -62,7 +62,17 @@ class TemplateMatcher:
             else:
                 self._always.append(c)
         self.count = sum(map(len, by_chunk.values())) + len(self._always)
-        self._automaton = ByteAutomaton((chunk, tuple(cs)) for chunk, cs in by_chunk.items())
+        # one automaton per account holding templates (its own and the global ones) and one of
+        # the global ones for every other account: a scan yields only templates that may apply
+        self._automaton = self._index(by_chunk, None)
+        owners = {c.account for cs in by_chunk.values() for c in cs if c.account is not None}
+        self._by_account = {a: self._index(by_chunk, a) for a in owners}
+
+    @staticmethod
+    def _index(by_chunk: dict[str, list[_Compiled]], account: str | None) -> ByteAutomaton:
+        mine = ((chunk, tuple(c for c in cs if c.account is None or c.account == account))
+                for chunk, cs in by_chunk.items())
+        return ByteAutomaton((chunk, cs) for chunk, cs in mine if cs)
 
     def match(self, content: str, account_id: str, signature: str | None = None) -> str | None:
         """Id of the filed template (the account's own first, then global ones, in file order)
@@ -76,10 +86,8 @@ class TemplateMatcher:
             signature = extract_signature(content)
         body = strip_signature(content, signature)
         candidates = [c for c in self._always if c.account is None or c.account == account_id]
-        for compiled in self._automaton.values(body):
-            for c in compiled:
-                if c.account is None or c.account == account_id:
-                    candidates.append(c)
+        for compiled in self._by_account.get(account_id, self._automaton).values(body):
+            candidates += compiled
         if not candidates:
             return None
         if len(candidates) > 1:  # a chunk can occur twice; try each template once, best first

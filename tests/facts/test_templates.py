@@ -81,3 +81,10 @@ def test_many_templates_only_the_matching_one():
 
 def test_no_templates():
     assert TemplateMatcher([]).match("anything", "A") is None
+
+
+def test_one_text_filed_by_two_accounts_answers_each_its_own():
+    m = TemplateMatcher([Template("a1", "货物{no}到了", account="A"), Template("b1", "货物{no}到了", account="B"),
+                         Template("g", "通知{x}")])
+    assert m.match("货物123到了", "A") == "a1" and m.match("货物123到了", "B") == "b1"
+    assert m.match("货物123到了", "C") is None and m.match("通知abc", "B") == "g"
