@@ -48,6 +48,8 @@ from policy.rules.conditions import All, Any_
 from policy.vocabulary import FACTS, engine_key
 
 SAMPLE = 10_000
+SERIES = ("durable", "durable as shipped", "zen", "zen evaluate only", "pipeline durable",
+          "pipeline durable as shipped", "pipeline zen", "facts")
 _MESSAGE_KEYS = frozenset(engine_key(n) for n, f in FACTS.items() if f.stage == "message")
 RUNS = 5
 TEXT = "_t_"
@@ -352,15 +354,46 @@ def measure(rules_dir: Path, subs: list, workdir: Path, runs: int = RUNS, log=pr
         zen = (ZenStage([r for r in rules if r.stage == "submit"], is_shadow, "submit"),
                ZenStage([r for r in rules if r.stage == "recipient"], is_shadow, "recipient"))
         zen_build = time.perf_counter() - t
-        durable = (DurableStage(loaded.submit_rules, is_shadow), DurableStage(loaded.recipient_rules, is_shadow))
+        # engine against engine: durable_rules without the product's match cache (zen has none);
+        # the Runtime's own evaluators, cache as configured, are timed beside as "durable as shipped"
+        from policy.engine.durable_engine import DurableRules
+        cache = getattr(runtime, "match_cache", 0)
+
+        def compiled(tag: str, cache_size: int) -> tuple:
+            return tuple(DurableStage(DurableRules([r for r in rules if r.stage == stage], f"bench-{stage}-{tag}",
+                                                   runtime.shard_size, **({"cache_size": cache_size} if cache_size
+                                                                          else {})), is_shadow)
+                         for stage in ("submit", "recipient"))
+
+        durable = compiled("nocache", 0)
+        shipped = (DurableStage(loaded.submit_rules, is_shadow), DurableStage(loaded.recipient_rules, is_shadow))
         sample = build_sample(loaded, subs, START, STEP)
         counts = check_agreement(durable, zen, sample)
+        check_agreement(shipped, zen, sample)
         log(f"  agreement: {counts['messages']} messages, {counts['evaluations']} stage evaluations, "
             f"{counts['decided by a rule']} decided by a rule, {counts['shadow hits']} shadow hits: "
             f"durable_rules and zen-engine agree on every one; zen graphs built in {zen_build * 1e3:.0f} ms")
         # one untimed pass each: zen compiles its graph on first use, textmatch fills its DFA cache
         rules_pass(*durable, sample.facts)
         rules_pass(*zen, sample.facts)
+        lookups = hits = 0
+
+        def as_shipped(fn):
+            """fn(stages) on a fresh copy of the Runtime's evaluators (same match cache size), so
+            that every run starts with empty caches, as a daemon meeting the sample would; not
+            on the Runtime's own, whose caches already hold the sample."""
+            stages = compiled("cached", cache)   # built now, before the timed run
+
+            def run() -> None:
+                nonlocal lookups, hits
+                try:
+                    fn(stages)
+                finally:
+                    lookups += sum(getattr(st.rules, "cache_lookups", 0) for st in stages)
+                    hits += sum(getattr(st.rules, "cache_hits", 0) for st in stages)
+                    for st in stages:
+                        st.rules.close()
+            return run
         # diagnostic: zen's evaluate() alone, on contexts prepared beforehand (what the
         # preparation costs is the difference to "zen")
         contexts = [(zen[0].context(mf), [zen[1].context(rf, zen[1].message_context(mf)) for rf in rfs])
@@ -373,12 +406,14 @@ def measure(rules_dir: Path, subs: list, workdir: Path, runs: int = RUNS, log=pr
                     for rc in rcs:
                         rev(rk, rc)
 
-        series = {k: [] for k in ("durable", "zen", "zen evaluate only", "pipeline durable", "pipeline zen", "facts")}
+        series = {k: [] for k in SERIES}
         for rep in range(runs):   # interleaved, so that a load spike hits both alike
             for name, fn in (("durable", lambda: rules_pass(*durable, sample.facts)),
+                             ("durable as shipped", as_shipped(lambda st: rules_pass(*st, sample.facts))),
                              ("zen", lambda: rules_pass(*zen, sample.facts)),
                              ("zen evaluate only", zen_core),
                              ("pipeline durable", lambda: pipeline_pass(loaded, *durable, sample)),
+                             ("pipeline durable as shipped", as_shipped(lambda st: pipeline_pass(loaded, *st, sample))),
                              ("pipeline zen", lambda: pipeline_pass(loaded, *zen, sample)),
                              ("facts", lambda: facts_pass(loaded, sample))):
                 series[name].append(timed(fn))
@@ -398,6 +433,12 @@ def measure(rules_dir: Path, subs: list, workdir: Path, runs: int = RUNS, log=pr
         out["cpu ratio"] = statistics.median(dc / zc for (_, dc), (_, zc) in zip(series["durable"], series["zen"]))
         out["pipeline ratio"] = statistics.median(
             dw / zw for (dw, _), (zw, _) in zip(series["pipeline durable"], series["pipeline zen"]))
+        out["shipped ratio"] = statistics.median(
+            dw / zw for (dw, _), (zw, _) in zip(series["durable as shipped"], series["zen"]))
+        out["shipped cache hit rate"] = hits / lookups if lookups else None
+        out["shipped cache size"] = cache
+        for st in durable:
+            st.rules.close()
         return out
     finally:
         runtime.close()
@@ -407,10 +448,14 @@ def report(r: dict) -> str:
     n = r["messages"]
     ev = r["counts"]["evaluations"] / n
     lines = [f"{n} messages ({ev:.2f} stage evaluations each), medians of {r['runs']} runs:"]
-    for name in ("durable", "zen", "zen evaluate only", "pipeline durable", "pipeline zen", "facts"):
-        lines.append(f"  {name:<18} {r[name]['rate']:9,.0f} decisions/s  {1e6 / r[name]['rate']:6.1f} µs wall  "
+    for name in SERIES:
+        lines.append(f"  {name:<28} {r[name]['rate']:9,.0f} decisions/s  {1e6 / r[name]['rate']:6.1f} µs wall  "
                      f"{r[name]['cpu_us']:6.1f} µs CPU per decision")
-    lines.append(f"  zen decisions/s ÷ durable decisions/s: rules only {r['ratio']:.2f} "
+    if r.get("shipped cache hit rate") is not None:
+        lines.append(f"  durable as shipped: match cache of {r['shipped cache size']}, "
+                     f"{r['shipped cache hit rate']:.0%} of shard evaluations answered from it "
+                     f"(empty at the start of each pass)")
+    lines.append(f"  zen decisions/s ÷ durable decisions/s (no match cache): rules only {r['ratio']:.2f} "
                  f"(by CPU time {r['cpu ratio']:.2f}), facts + rules: {r['pipeline ratio']:.2f}")
     return "\n".join(lines)
 
