@@ -44,9 +44,10 @@ PAGE_SIZE = 4096           # new files only: groups write many rows per commit (
 GROUP_MAX = 1000           # entries queued that make the charging thread commit them at once
 BASES_PER_READ = 200       # bases per SELECT when a charge needs counters not in memory
 
+# as shared mode's upsert: expires_at is set when the bucket is created (its window fixes it);
+# updating it too would rewrite the expiry index entry of every counter at every commit
 _UPSERT = ("INSERT INTO counters (base, bucket, value, expires_at) VALUES (?, ?, ?, ?) "
-           "ON CONFLICT (base, bucket) DO UPDATE SET value = value + excluded.value, "
-           "expires_at = max(expires_at, excluded.expires_at)")
+           "ON CONFLICT (base, bucket) DO UPDATE SET value = value + excluded.value")
 _REQUEST = "INSERT OR REPLACE INTO requests (id, record, response, expires_at) VALUES (?, ?, ?, ?)"
 _REMEMBER = ("INSERT INTO requests (id, record, response, expires_at) VALUES (?, NULL, ?, ?) "
              "ON CONFLICT (id) DO UPDATE SET response = excluded.response, "
@@ -364,16 +365,24 @@ class ExclusiveSqliteCounterStore:
             self._cond.notify_all()
 
     def _commit(self, conn, group: list[_Entry]) -> None:
-        requests, remembers, counters, balances = [], [], [], []
+        requests, remembers, balances = [], [], []
+        # one row per counter bucket and group: a batch's messages mostly share the account's
+        # and the channel's counters, so a group writes far fewer rows than it has increments
+        deltas: dict[tuple[str, int], list[int]] = {}
         for e in group:
             if e.request is not None:
                 requests.append(e.request)
             if e.remember is not None:
                 remembers.append(e.remember)
-            if e.counters:
-                counters.extend(e.counters)
+            for base, bucket, amount, expires in e.counters:
+                d = deltas.get((base, bucket))
+                if d is None:
+                    deltas[(base, bucket)] = [amount, expires]
+                else:
+                    d[0] += amount
             if e.balance_sql is not None:
                 balances.append((e.balance_sql, e.balance_args))
+        counters = [(base, bucket, amount, expires) for (base, bucket), (amount, expires) in deltas.items()]
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._since_sweep += len(requests) + len(counters)

@@ -1,11 +1,17 @@
-"""Counters, balances and request ids in one SQLite file: the embedded default.
+"""Counters, balances and request ids in one SQLite file, "shared" mode (counters_sqlite_mode).
+
+The embedded default is the exclusive mode (policy.counters.sqlite_exclusive: one owner,
+decisions from memory, group commit); this mode is for several processes on one file. Both use
+the schema and connection set-up below, so a file can change mode between restarts.
 
 Each charge is one BEGIN IMMEDIATE transaction, so it is atomic against other threads and
 against other processes using the same file (several daemons behind SO_REUSEPORT). One connection
 is shared by all threads behind a lock: SQLite serializes writers anyway, and the Python lock hands
 over faster than SQLite's sleeping busy handler (8 threads: 66-72 us per charge with the lock,
 71-98 us with a connection per thread). Group commit (a writer thread committing whatever queued
-up) measured worse on two cores: thread hand-offs under the GIL cost more than the commits saved.
+up) measured worse on two cores: thread hand-offs under the GIL cost more than the commits saved;
+here every charge must read the file afresh anyway, as other processes write it. (The exclusive
+mode's group commit has no writer thread: the first waiter commits.)
 
 A charge costs five statements (six when debiting): BEGIN, one SELECT of every value it needs,
 an INSERT of the request record, one multi-row upsert of the counter increments, COMMIT. The
