@@ -96,9 +96,18 @@ class DurableRules:
                                self._fields, guard=True)
         self._fill_r = _reader([f for f in self._read if f[0] not in _MESSAGE_KEYS], self._plain, self._text,
                                self._fields, guard=False)
+        # with the match cache: keys (tuples of values) instead of messages, a message only on a miss
+        self._key_all, self._enc_all = _key_reader(self._read, self._plain, self._text, self._fields,
+                                                   guard=True)
+        self._key_m, self._enc_m = _key_reader([f for f in self._read if f[0] in _MESSAGE_KEYS], self._plain,
+                                               self._text, self._fields, guard=True)
+        self._key_r, self._enc_r = _key_reader([f for f in self._read if f[0] not in _MESSAGE_KEYS],
+                                               self._plain, self._text, self._fields, guard=False)
 
         self._cache_size = max(cache_size, 0)
-        self._caches: list[dict[str, tuple[int, ...]]] = [{} for _ in packed]
+        # per shard: whole-facts keys, and (message key, recipient key) pairs of the split form
+        self._caches: list[dict[tuple, tuple[int, ...]]] = [{} for _ in packed]
+        self._split_caches: list[dict[tuple, tuple[int, ...]]] = [{} for _ in packed]
         self.cache_lookups = 0   # shard evaluations asked for, and answered from the caches
         self.cache_hits = 0
 
@@ -117,7 +126,7 @@ class DurableRules:
         """The message facts' share of every shard's payload, for match(recipient_facts, part):
         what depends only on the message, computed once for all its recipients. Raises
         FactTypeError like match()."""
-        return self._fill_m(message_facts)
+        return self._key_m(message_facts) if self._cache_size else self._fill_m(message_facts)
 
     def match(self, facts: dict, message_part: tuple[str, ...] | None = None) -> list[Rule]:
         """Every matching rule (enforce and shadow), sorted by (-priority, index).
@@ -129,16 +138,15 @@ class DurableRules:
         """
         hits: set[int] = set()
         if self._cache_size:
-            # keys, not messages: the message part's strings are shared by every recipient of the
-            # message, so their hashes are computed once; a message is built only on a miss
+            # keys, not messages: a message is built only on a miss
             if message_part is None:
-                keys = self._fill_all(facts)
+                keys, caches = self._key_all(facts), self._caches
             else:
-                keys = list(zip(message_part, self._fill_r(facts)))
+                keys, caches = list(zip(message_part, self._key_r(facts))), self._split_caches
             with self._lock:
                 if self._closed:
                     raise RulesClosed(f"rules '{self.name}' were closed")
-                self._collect_cached(keys, hits)
+                self._collect_cached(keys, caches, hits)
         else:
             payloads = self._payloads(facts, message_part)
             with self._lock:
@@ -155,19 +163,20 @@ class DurableRules:
             return [f"{{{p}}}" for p in self._fill_all(facts)]
         return [f"{{{m},{r}}}" if r else f"{{{m}}}" for m, r in zip(message_part, self._fill_r(facts))]
 
-    def _collect_cached(self, keys: list, hits: set[int]) -> None:
-        """collect() through the caches; the caller holds the lock. A key is a shard's members
-        (str) or its (message members, recipient members): either determines the message."""
+    def _collect_cached(self, keys, caches, hits: set[int]) -> None:
+        """collect() through the caches; the caller holds the lock. A key is a shard's values
+        (whole facts) or its (message values, recipient values): either determines the message."""
         size = self._cache_size
-        for shard, key, cache in zip(self._shards, keys, self._caches):
+        split = caches is self._split_caches
+        for k, (shard, key, cache) in enumerate(zip(self._shards, keys, caches)):
             self.cache_lookups += 1
             found = cache.get(key)
             if found is None:
-                if type(key) is str:
-                    payload = f"{{{key}}}"
-                else:
-                    m, r = key
+                if split:
+                    m, r = self._enc_m[k](key[0]), self._enc_r[k](key[1])
                     payload = f"{{{m},{r}}}" if r else f"{{{m}}}"
+                else:
+                    payload = f"{{{self._enc_all[k](key)}}}"
                 mine: set[int] = set()
                 shard.collect(payload, mine)   # an engine error caches nothing
                 found = cache[key] = tuple(mine)
@@ -242,7 +251,7 @@ class DurableRules:
         for key, field, matcher in self._text:
             s = values.get(key)
             if s is not None:
-                out[field] = [-1, *matcher.found(s)]
+                out[field] = [-1, *sorted(matcher.found(s))]
         return _encode(out)
 
     def _delete_shards(self) -> None:
@@ -367,7 +376,7 @@ def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
             continue
         v, head, m = var[key], json.dumps(field) + ":[-1", f"m{len(members)}"
         env[f"_found{n}"] = matcher.found
-        lines += [f"    {m} = None", f"    if {v} is not _ABSENT:", f"        f = _found{n}({v})",
+        lines += [f"    {m} = None", f"    if {v} is not _ABSENT:", f"        f = sorted(_found{n}({v}))",
                   f"        {m} = {json.dumps(head)} + ''.join([',' + str(i) for i in f]) + ']' "
                   f"if f else {json.dumps(head + ']')}"]
         members.append((field, m))
@@ -382,6 +391,71 @@ def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
     lines.append(f"    return ({''.join(o + ', ' for o in out)})")
     exec(compile("\n".join(lines), f"<reader of {len(read)} facts>", "exec"), env)  # noqa: S102
     return env["fill"]
+
+
+def _key_reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
+    """For the match cache: (fill, encoders). fill(facts) -> per shard, a tuple of the values of
+    the fields it is sent (_ABSENT for an absent one; lists as tuples, text tests as the sorted
+    numbers of those that hold), checked and cut like _reader's; encoders[k](key) -> the very
+    members _reader writes for shard k. A key determines its message, and is cheaper to build
+    and hash than the message text."""
+    env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT,
+           "_str": _encode_str}
+    lines = ["def fill(facts):", "    get = facts.get"]
+    var, types = {}, {}
+    for n, (key, type_, name) in enumerate(read):
+        k, v = repr(key), f"v{n}"
+        var[key], types[key] = v, type_
+        lines += [f"    {v} = get({k}, _ABSENT)", f"    if {v} is not _ABSENT:"]
+        bad = f"            _bad({k}, {type_!r}, {name!r}, {v})"
+        if type_ == "str":
+            lines += [f"        if type({v}) is not str:", bad,
+                      f"        if len({v}) > _FITS:", f"            {v} = cap({v})"]
+        elif type_ == "bool":
+            lines += [f"        if type({v}) is not bool:", bad]
+        elif type_ == "int":
+            lines += [f"        if type({v}) is not int or not -_MAX_INT <= {v} <= _MAX_INT:", bad]
+        elif type_ == "list":
+            lines += [f"        t = type({v})",
+                      f"        if (t is not list and t is not tuple) or not all(type(x) is str for x in {v}):",
+                      bad, f"        {v} = tuple(map(cap, {v}))"]
+        else:
+            raise AssertionError(f"unknown fact type {type_}")
+    members = []   # (field, variable, kind) in _payload's order
+    for key, _type, _name in plain:
+        if key in var and any(key in f for f in shard_fields):
+            members.append((key, var[key], types[key]))
+    for n, (key, field, matcher) in enumerate(text):
+        if key not in var or not any(field in f for f in shard_fields):
+            continue
+        env[f"_found{n}"] = matcher.found
+        lines += [f"    t{n} = tuple(sorted(_found{n}({var[key]}))) if {var[key]} is not _ABSENT else _ABSENT"]
+        members.append((field, f"t{n}", "text"))
+    keys, encoders = [], []
+    guard_member = json.dumps(GUARD) + ":1"
+    for k, fields in enumerate(shard_fields):
+        mine = [(field, v, kind) for field, v, kind in members if field in fields]
+        keys.append(f"({''.join(v + ', ' for _f, v, _k in mine)})")
+        enc = [f"def enc(key):"]
+        if mine:
+            enc.append(f"    {''.join(f'a{i}, ' for i in range(len(mine)))}= key")
+        enc.append(f"    parts = [{guard_member!r}]" if guard else "    parts = []")
+        for i, (field, _v, kind) in enumerate(mine):
+            a, head = f"a{i}", json.dumps(field) + ":"
+            emit = {"bool": f"{json.dumps(head + 'true')} if {a} else {json.dumps(head + 'false')}",
+                    "int": f"{json.dumps(head)} + str({a})",
+                    "str": f"{json.dumps(head)} + _str({a})",
+                    "list": f"{json.dumps(head + '[' + json.dumps(''))} + ''.join([',' + _str(x) for x in {a}]) + ']'",
+                    "text": f"{json.dumps(head + '[-1')} + ''.join([',' + str(x) for x in {a}]) + ']'",
+                    }[kind]
+            enc += [f"    if {a} is not _ABSENT:", f"        parts.append({emit})"]
+        enc.append("    return ','.join(parts)")
+        scope = dict(env)
+        exec(compile("\n".join(enc), f"<encoder of shard {k}>", "exec"), scope)  # noqa: S102
+        encoders.append(scope["enc"])
+    lines.append(f"    return ({''.join(k + ', ' for k in keys)})")
+    exec(compile("\n".join(lines), f"<key reader of {len(read)} facts>", "exec"), env)  # noqa: S102
+    return env["fill"], encoders
 
 
 def _bad(key: str, type_: str, name: str, v) -> None:

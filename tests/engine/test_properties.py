@@ -88,6 +88,7 @@ def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
             seen.append((given_facts, want))
             for earlier, answer in seen[-4:]:   # hits, misses and evictions of a small cache
                 assert ids(cached.match(earlier)) == answer, (earlier, rules)
+                assert ids(cached.match(earlier, cached.message_part(earlier))) == answer, (earlier, rules)
             # the pipeline's form: the message facts' share computed once, the recipient's own
             # facts per call (message facts left in that dict are ignored, so garble them)
             own = {k: (v if FACTS[k.replace("__", ".")].stage == "recipient" else 12345)
@@ -102,6 +103,12 @@ def test_durable_and_oracle_agree(rng, n_rules, n_facts, shard_size):
                                             durable._payloads(own, part), strict=True):
                 mine = {k: v for k, v in reference.items() if k in fields or k == "_m"}
                 assert whole == _encode(mine) and json.loads(split) == mine
+            # the cache's keys encode to the very messages the readers write
+            for k, key in enumerate(cached._key_all(given_facts)):
+                assert cached._enc_all[k](key) == cached._fill_all(given_facts)[k]
+            for k, (m, r) in enumerate(zip(cached._key_m(given_facts), cached._key_r(own))):
+                assert cached._enc_m[k](m) == cached._fill_m(given_facts)[k]
+                assert cached._enc_r[k](r) == cached._fill_r(own)[k]
     finally:
         durable.close()
         cached.close()
