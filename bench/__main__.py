@@ -123,6 +123,17 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def _plain(x):
+    """x with dataclass instances (the benches' Run, Rate...) turned into dicts, for the JSON."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return {k: _plain(getattr(x, k)) for k in x.__dataclass_fields__}
+    return x
+
+
 def pipeline_rows(p: dict, start: dict) -> list[tuple]:
     med, rmed = pipeline_bench.median_rate, pipeline_bench.median_recipient_rate
     a, b, c = med(p["a"]), med(p["b"]), med(p["c"])
@@ -137,6 +148,10 @@ def pipeline_rows(p: dict, start: dict) -> list[tuple]:
         ("counter step added µs/decision, SQLite, wall", added, f"≤ 30: {verdict(added, 30, False)}", None, None),
         ("counter step added CPU µs/decision, SQLite", cpu["b"] - cpu["a"], "", None, None),
         ("in process (c) + decision log, decisions/s", c, "", a, c / a),
+        *[(f"in process {label}, decisions/s", med(p[k]), "", a, med(p[k]) / a)
+          for k, label in (("a_nocache", "(a) with the match cache off"),
+                           ("b_batch", f"(b) exclusive SQLite, evaluate_batch of {getattr(pipeline_bench, 'BATCH', '?')}"),
+                           ("b_shared", "(b) shared SQLite mode, one by one")) if p.get(k)],
         ("daemon start to SERVING, s", start["start_s"], f"≤ 10: {verdict(start['start_s'], 10, False)}", None, None),
         ("daemon VmRSS after start, MB", start["rss_mb"], f"≤ 500: {verdict(start['rss_mb'], 500, False)}", None, None),
     ]
@@ -348,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             say("daemon start:")
             start = pipeline_bench.daemon_start(rules, workdir / "start", reps=runs, log=say)
             rows.extend(pipeline_rows(p, start))
-            raw["pipeline"] = {k: [vars(r) for r in v] if isinstance(v, list) else vars(v) for k, v in p.items()}
+            raw["pipeline"] = _plain(p)
             raw["daemon start"] = start
 
         def grpc() -> None:
