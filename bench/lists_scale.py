@@ -8,8 +8,9 @@ segments, keywords and templates, the listed numbers in the same shares over the
 customer, channel, API and file lists) is written by a child process, then:
   * daemon start: `smspolicy serve` from process start to gRPC health SERVING, and its VmRSS /
     VmHWM once serving (fresh data folder each start, so the API blacklist is seeded each time);
-  * lookup cost: one child process loads the Runtime of every size and times, interleaved, over
-    the *same* Submissions (drawn from the smallest workload),
+  * lookup cost: one worker process per size loads that size's Runtime (as a daemon holds one)
+    and times, runs interleaved across the workers, over the *same* Submissions (drawn from the
+    smallest workload),
       - the facts step: message facts + every recipient's facts, per message (as the pipeline)
       - the list lookups alone, per number: ListIndex's number dict and segment prefixes, the
         API blacklist and the watched file blacklist, for the messages' recipients and 400,000
@@ -92,15 +93,10 @@ def measure(workdir: Path, sizes=SIZES, messages: int = MESSAGES, runs: int = RU
     for n in sizes:
         log(f"  daemon start, {n:,} listed numbers:")
         out["sizes"][n].update(daemon_starts(dirs[n], workdir / f"daemon-{n}", starts, log))
-    log("  facts step and list lookups, all sizes in one process, interleaved:")
-    child = subprocess.run([sys.executable, "-m", "bench.lists_scale", "_lookups", str(msgs), str(runs),
-                            *(f"{n}={dirs[n]}" for n in sizes)],
-                           cwd=REPO, check=True, capture_output=True, text=True)
-    for line in child.stderr.splitlines():
-        log("    " + line)
-    res = json.loads(child.stdout)
+    log("  facts step and list lookups: one process per size (as a daemon holds one), runs interleaved:")
+    res = _interleaved(msgs, runs, {n: dirs[n] for n in sizes}, log)
     for n in sizes:
-        out["sizes"][n].update(res[str(n)])
+        out["sizes"][n].update(res[n])
     lo, hi = out["sizes"][sizes[0]], out["sizes"][sizes[-1]]
     out["facts_ratio"] = statistics.median(b / a for a, b in zip(lo["facts_us_runs"], hi["facts_us_runs"]))
     out["lookup_ratio"] = statistics.median(b / a for a, b in zip(lo["lookup_us_runs"], hi["lookup_us_runs"]))
@@ -112,96 +108,128 @@ def measure(workdir: Path, sizes=SIZES, messages: int = MESSAGES, runs: int = RU
     return out
 
 
-# ---------------------------------------------------------------------- the child: lookups
-def _lookups(msgs_path: str, runs: int, specs: list[str]) -> dict:
+# ---------------------------------------------------------------------- the children: lookups
+def _interleaved(msgs: Path, runs: int, dirs: dict, log=print) -> dict:
+    """One worker process per size, each holding only its own Runtime; the parent has them
+    time one run each in turn, so that a load spike hits every size alike."""
+    workers = {}
+    try:
+        for n, rules in dirs.items():   # one at a time: the build times are not disturbed
+            w = subprocess.Popen([sys.executable, "-m", "bench.lists_scale", "_worker", str(msgs), str(rules)],
+                                 cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            workers[n] = w
+            ready = json.loads(_line(w, n))
+            log(f"    {n:,}: Runtime built in {ready['runtime_build_s']:.1f} s")
+            workers[n].ready = ready
+        res = {n: {**w.ready, "facts_us_runs": [], "facts_cpu_us_runs": [], "lookup_us_runs": [],
+                   "lookup_cpu_us_runs": []} for n, w in workers.items()}
+        for rep in range(runs):
+            for n, w in workers.items():
+                w.stdin.write("run\n")
+                w.stdin.flush()
+                for k, v in json.loads(_line(w, n)).items():
+                    res[n][f"{k}_runs"].append(v)
+            log(f"    run {rep + 1}: " + ", ".join(
+                f"{n:,}: facts {r['facts_us_runs'][-1]:.1f} µs/message, lookups {r['lookup_us_runs'][-1]:.3f} µs/number"
+                for n, r in res.items()))
+        for r in res.values():
+            for k in ("facts_us", "facts_cpu_us", "lookup_us", "lookup_cpu_us"):
+                r[k] = statistics.median(r[f"{k}_runs"])
+        return res
+    finally:
+        for w in workers.values():
+            try:
+                w.stdin.close()
+            except OSError:
+                pass
+            try:
+                w.wait(60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+
+
+def _line(w: subprocess.Popen, n: int) -> str:
+    line = w.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the lookup worker for {n:,} numbers exited with {w.wait()}")
+    return line
+
+
+def _worker(msgs_path: str, rules: str) -> int:
+    """Builds the Runtime of `rules`, says so on stdout (one JSON line), then times one facts
+    pass and one lookup pass per 'run' line on stdin, answering one JSON line each."""
     from policy.daemon.runtime import Runtime
     from policy.facts.numbers import normalize_number, number_key
     from .pipeline_bench import START, STEP
     subs = pickle.loads(Path(msgs_path).read_bytes())
-    loaded, build, sets = {}, {}, {}
-    keep = []
-    for spec in specs:
-        n, rules = spec.split("=", 1)
-        data = tempfile.mkdtemp(prefix=f"smspolicy-ls-{n}-")
-        t = time.perf_counter()
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        rt = Runtime(rules, data)
-        build[n] = {"runtime_build_s": time.perf_counter() - t,
-                    "maxrss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
-        keep.append((rt, data))
-        loaded[n] = rt.current()
-        sets[n] = [x.contains_key for x in (rt.api_blacklist, getattr(rt, "_file_blacklist", None)) if x is not None]
-        print(f"{n}: Runtime built in {build[n]['runtime_build_s']:.1f} s", file=sys.stderr, flush=True)
-    any_loaded = next(iter(loaded.values()))
-    accounts = [any_loaded.policy.accounts[s.account_id] for s in subs]
-    nows = [datetime.fromtimestamp(START + i * STEP, any_loaded.tz) for i in range(len(subs))]
-    numbers = [normalize_number(raw)[0] for s in subs for raw in s.destinations]
-    recipients = len(numbers)
-    # The lookup pass looks each number up once: repeating a few thousand numbers would keep
-    # their slots of the big dict in the CPU caches and hide what a larger table costs. So the
-    # recipients are followed by LOOKUPS more numbers of the same segments (deterministic).
-    rnd = random.Random(8)
-    segments = sorted({x[:7] for x in numbers if len(x) == 11 and x.isdigit()})
-    seen = set(numbers)
-    while len(numbers) < recipients + LOOKUPS:
-        x = f"{rnd.choice(segments)}{rnd.randrange(10000):04d}"
-        if x not in seen:
-            seen.add(x)
-            numbers.append(x)
-    del seen
-    keys = [number_key(x) for x in numbers]
+    data = tempfile.mkdtemp(prefix="smspolicy-ls-")
+    t = time.perf_counter()
+    rt = Runtime(rules, data)
+    build_s = time.perf_counter() - t
+    try:
+        lp = rt.current()
+        others = [x.contains_key for x in (rt.api_blacklist, getattr(rt, "_file_blacklist", None)) if x is not None]
+        accounts = [lp.policy.accounts[s.account_id] for s in subs]
+        nows = [datetime.fromtimestamp(START + i * STEP, lp.tz) for i in range(len(subs))]
+        numbers = [normalize_number(raw)[0] for s in subs for raw in s.destinations]
+        recipients = len(numbers)
+        # The lookup pass looks each number up once: repeating a few thousand numbers would keep
+        # their slots of the big dict in the CPU caches and hide what a larger table costs. So the
+        # recipients are followed by LOOKUPS more numbers of the same segments (deterministic).
+        rnd = random.Random(8)
+        segments = sorted({x[:7] for x in numbers if len(x) == 11 and x.isdigit()})
+        seen = set(numbers)
+        while len(numbers) < recipients + LOOKUPS:
+            x = f"{rnd.choice(segments)}{rnd.randrange(10000):04d}"
+            if x not in seen:
+                seen.add(x)
+                numbers.append(x)
+        del seen
+        keys = [number_key(x) for x in numbers]
+        part = getattr(lp.facts, "recipient_part", None) or lp.facts.recipient_facts   # as the pipeline calls it
 
-    def facts_pass(lp) -> None:
-        mfacts, rfacts = lp.facts.message_facts, lp.facts.recipient_facts
-        for sub, account, now in zip(subs, accounts, nows):
-            mf = mfacts(sub, account, now)
-            for raw in sub.destinations:
-                rfacts(mf, raw, account)
+        def facts_pass() -> None:
+            mfacts = lp.facts.message_facts
+            for sub, account, now in zip(subs, accounts, nows):
+                mf = mfacts(sub, account, now)
+                for raw in sub.destinations:
+                    part(mf, raw, account)
 
-    def lookup_pass(n) -> int:
-        """Every list lookup of a recipient: the number and segment indexes, the API and file
-        blacklists."""
-        lists = loaded[n].facts.lists
-        get, segment = lists.numbers.get, lists.segment
-        others = sets[n]
-        hits = 0
-        for number, key in zip(numbers, keys):
-            listed = get(key) is not None
-            listed |= bool(segment(number))
-            for contains in others:
-                listed |= contains(key)
-            hits += listed
-        return hits
+        def lookup_pass() -> int:
+            """Every list lookup of a number: the number and segment indexes, the API and file blacklists."""
+            lists = lp.facts.lists
+            get, segment = lists.numbers.get, lists.segment
+            hits = 0
+            for number, key in zip(numbers, keys):
+                listed = get(key) is not None
+                listed |= bool(segment(number))
+                for contains in others:
+                    listed |= contains(key)
+                hits += listed
+            return hits
 
-    res = {n: {**build[n], "facts_us_runs": [], "facts_cpu_us_runs": [], "lookup_us_runs": [], "lookup_cpu_us_runs": [],
-               "listed_lookups": lookup_pass(n), "lookups": len(keys), "recipients": recipients}
-           for n in loaded}
-    for lp in loaded.values():   # warm: per-segment caches, the keyword automaton's pages
-        facts_pass(lp)
-    gc.collect()
-    for rep in range(runs):
-        for n, lp in loaded.items():
+        listed = lookup_pass()
+        facts_pass()   # warm: per-segment caches, the keyword automaton's pages
+        gc.collect()
+        print(json.dumps({"runtime_build_s": build_s, "listed_lookups": listed, "lookups": len(keys),
+                          "recipients": recipients,
+                          "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
             w, c = time.perf_counter(), time.process_time()
-            facts_pass(lp)
-            w, c = time.perf_counter() - w, time.process_time() - c
-            res[n]["facts_us_runs"].append(w / len(subs) * 1e6)
-            res[n]["facts_cpu_us_runs"].append(c / len(subs) * 1e6)
+            facts_pass()
+            fw, fc = time.perf_counter() - w, time.process_time() - c
             w, c = time.perf_counter(), time.process_time()
-            lookup_pass(n)
-            res[n]["lookup_us_runs"].append((time.perf_counter() - w) / len(keys) * 1e6)
-            res[n]["lookup_cpu_us_runs"].append((time.process_time() - c) / len(keys) * 1e6)
-        print(f"run {rep + 1}: " + ", ".join(
-            f"{n}: facts {r['facts_us_runs'][-1]:.1f} µs/message, lookup {r['lookup_us_runs'][-1]:.3f} µs/number"
-            for n, r in res.items()), file=sys.stderr, flush=True)
-    for r in res.values():
-        r["facts_us"] = statistics.median(r["facts_us_runs"])
-        r["facts_cpu_us"] = statistics.median(r["facts_cpu_us_runs"])
-        r["lookup_us"] = statistics.median(r["lookup_us_runs"])
-        r["lookup_cpu_us"] = statistics.median(r["lookup_cpu_us_runs"])
-    for rt, data in keep:
+            lookup_pass()
+            lw, lc = time.perf_counter() - w, time.process_time() - c
+            print(json.dumps({"facts_us": fw / len(subs) * 1e6, "facts_cpu_us": fc / len(subs) * 1e6,
+                              "lookup_us": lw / len(keys) * 1e6, "lookup_cpu_us": lc / len(keys) * 1e6}), flush=True)
+    finally:
         rt.close()
         shutil.rmtree(data, ignore_errors=True)
-    return res
+    return 0
 
 
 def report(r: dict) -> str:
@@ -219,9 +247,8 @@ def report(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_lookups":
-        print(json.dumps(_lookups(argv[1], int(argv[2]), argv[3:])))
-        return 0
+    if argv and argv[0] == "_worker":
+        return _worker(argv[1], argv[2])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} and small runs (smoke)")
     ap.add_argument("--sizes", help="comma-separated list sizes (default 1000000,10000000)")
