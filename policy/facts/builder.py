@@ -183,7 +183,7 @@ class _Segment:
         self.seg_channel = route is not None and any(route.channel.id in m.channels for m in members)
 
 
-SEGMENT_CACHE_MAX = 65_536   # segments remembered per account; the cache starts over when full
+SEGMENT_CACHE_MAX = 8_192   # segments remembered per account (~230 bytes each); the cache starts over when full
 
 
 class FactBuilder:
