@@ -33,6 +33,7 @@ class Settings:
     log_overflow: str = "block"                 # block | fail_closed when the decision log can't keep up
     log_queue_max: int = 10000
     log_rotate_bytes: int = 512 * 1024 * 1024
+    log_sync: str = "normal"                    # normal: a committed record survives a kill -9 of the daemon (as counters.db and gateway.db do); full: also a power loss, at one fsync per commit, which every answer waits for
     watch_rules: bool = True                    # reload on change of rules_dir
     watch_interval: float = 1.0                 # seconds between checks of rules_dir
     validate_timeout: float = 30.0              # subprocess validation of a new rule set
@@ -81,6 +82,7 @@ _CHOICES = {
     "counters_sqlite_mode": ("exclusive", "shared"),
     "content_logging": ("full", "masked", "hashed"),
     "log_overflow": ("block", "fail_closed"),
+    "log_sync": ("normal", "full"),
 }
 
 

@@ -33,6 +33,7 @@ from .schema import (FORMAT, GENESIS, HASHED_COLUMNS, INPUT_FIELDS, INSERT_DECIS
 log = logging.getLogger("policy.audit")
 
 OVERFLOW_POLICIES = ("block", "fail_closed")
+SYNC_MODES = ("normal", "full")
 _BATCH_MAX = 2000
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 2.0
 _ROTATE_RETRY_SECONDS = 1.0
@@ -57,7 +58,9 @@ class DecisionLog:
     def __init__(self, path: str, content_mode: str = "full", rotate_bytes: int | None = None,
                  rotate_seconds: int | None = None, queue_max: int = 10000,
                  on_overflow: str = "block", flush_interval: float = 0.05,
-                 keep_rotated: int | None = None):
+                 keep_rotated: int | None = None, sync: str = "full"):
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         if content_mode not in CONTENT_MODES:
             raise ValueError(f"content_mode must be one of {', '.join(CONTENT_MODES)}, not {content_mode!r}")
         if on_overflow not in OVERFLOW_POLICIES:
@@ -74,6 +77,7 @@ class DecisionLog:
         self.on_overflow = on_overflow
         self.flush_interval = flush_interval
         self.keep_rotated = keep_rotated
+        self.sync = sync
 
         # Counters and state the daemon exports (metrics, health).
         self.write_failures = 0
@@ -379,7 +383,10 @@ class DecisionLog:
                 conn.execute("PRAGMA page_size=16384")
                 self._create(conn)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # flush() promises durable, not just written
+            # FULL: flush() and wait_durable() mean on disk (an fsync each commit). NORMAL: in the
+            # WAL, which a kill -9 of the daemon cannot undo; a power loss may drop the last commits
+            # (never corrupt the chain) - the counter and gateway stores promise no more than that.
+            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             meta = read_meta(conn)
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{self.path}: meta says format {meta.get('format')!r}, expected {FORMAT!r}")

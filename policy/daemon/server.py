@@ -59,7 +59,8 @@ def make_decision_log(settings: Settings, metrics: Metrics):
     return DecisionLog(settings.path(f"decisions-{settings.daemon_id}.db"),
                        content_mode=settings.content_logging,
                        rotate_bytes=settings.log_rotate_bytes or None,
-                       queue_max=settings.log_queue_max, on_overflow=settings.log_overflow)
+                       queue_max=settings.log_queue_max, on_overflow=settings.log_overflow,
+                       sync=settings.log_sync)
 
 
 class Daemon:

@@ -5,6 +5,8 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from policy.audit.decision_log import DecisionLog
 
 from .conftest import make_record
@@ -64,3 +66,17 @@ def test_wait_durable_gives_up_while_the_log_cannot_be_written(log_path):
         log._committed = 0
         log.healthy = True
         log.close()
+
+
+def test_sync_mode_reaches_sqlite_and_a_bad_one_is_refused(log_path, tmp_path):
+    # log_sync: normal keeps answers off the fsync path, full pays one fsync per commit
+    for mode, pragma in (("normal", 1), ("full", 2)):
+        log = DecisionLog(str(tmp_path / f"{mode}.db"), sync=mode)
+        try:
+            assert log._conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+            assert log.append(make_record(1)) and log.wait_durable(log.mark(), timeout=5)
+        finally:
+            log.close()
+    with pytest.raises(ValueError) as e:
+        DecisionLog(str(log_path), sync="off")
+    assert str(e.value) == "sync must be one of normal, full, not 'off'"
