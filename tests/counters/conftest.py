@@ -48,12 +48,23 @@ class StoreSpec:
         return RedisCounterStore(self.location, prefix=self.prefix)
 
 
-@pytest.fixture(params=["sqlite-exclusive", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def store_spec(request, tmp_path) -> StoreSpec:
+def _spec(request, tmp_path) -> StoreSpec:
     if request.param.startswith("sqlite"):
         return StoreSpec(request.param, str(tmp_path / "counters.db"))
     url = request.getfixturevalue("redis_url")
     return StoreSpec("redis", url, f"t{uuid.uuid4().hex[:12]}:")
+
+
+@pytest.fixture(params=["sqlite-exclusive", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store_spec(request, tmp_path) -> StoreSpec:
+    return _spec(request, tmp_path)
+
+
+# the stores several processes may share (exclusive mode refuses a second owner:
+# test_counter_exclusive pins that error)
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def shared_store_spec(request, tmp_path) -> StoreSpec:
+    return _spec(request, tmp_path)
 
 
 @pytest.fixture

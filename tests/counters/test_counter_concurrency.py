@@ -74,9 +74,8 @@ def test_the_same_request_id_from_many_threads_counts_once(store):
     assert store.peek([key]) == {key: 1}
 
 
-def test_two_processes_sharing_the_store_accept_exactly_the_limit(store_spec):
-    if store_spec.backend == "sqlite-exclusive":
-        pytest.skip("exclusive mode refuses a second process (test_counter_failures pins the error)")
+def test_two_processes_sharing_the_store_accept_exactly_the_limit(shared_store_spec):
+    store_spec = shared_store_spec
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     results = ctx.Queue()
