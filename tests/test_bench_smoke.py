@@ -44,7 +44,6 @@ def test_zen_translation_agrees_with_durable_and_a_wrong_one_is_caught(tmp_path)
     """The peer-engine benchmark's own check: the zen decision tables decide every message of a
     sample as durable_rules does, and a translation that lets shadow rules decide is refused."""
     import pytest
-    pytest.importorskip("zen", reason="zen-engine is the bench extra: pip install -e '.[bench]' (make bench does)")
     from bench import engine_vs_zen as ez
     from bench.pipeline_bench import START, STEP, build_runtime
 
