@@ -36,7 +36,7 @@ import time
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
 from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, checkpoint_loop, open_connection
-from .walk import Walk
+from .walk import Walk, bucket_ranges
 
 CACHE_MAX = 200_000        # counters (bases) kept in memory; committed ones beyond it are dropped
 PAGE_SIZE = 4096           # new files only: groups write many rows per commit. Batches of 100 (the
@@ -159,13 +159,7 @@ class ExclusiveSqliteCounterStore:
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
                price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
-        reads: dict[str, tuple[str, int, int]] = {}  # key -> (base, first bucket, last bucket)
-        for rc in recipients:
-            for inc in rc.increments:
-                if inc.key not in reads:
-                    base, _, bucket = inc.key.rpartition(":")
-                    hi = int(bucket)
-                    reads[inc.key] = (base, hi - inc.span + 1, hi)
+        reads = bucket_ranges(recipients)
         clock = int(now)
         with self._cond:
             self._usable()

@@ -32,7 +32,7 @@ from functools import lru_cache
 
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
-from .walk import Walk
+from .walk import Walk, bucket_ranges
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -173,13 +173,7 @@ class SqliteCounterStore:
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
                price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
-        reads: dict[str, tuple[str, int, int]] = {}  # key -> (base, first bucket, last bucket)
-        for rc in recipients:
-            for inc in rc.increments:
-                if inc.key not in reads:
-                    base, _, bucket = inc.key.rpartition(":")
-                    hi = int(bucket)
-                    reads[inc.key] = (base, hi - inc.span + 1, hi)
+        reads = bucket_ranges(recipients)
         keys = list(reads)
         clock = int(now)
         with self._lock:

@@ -1,4 +1,4 @@
-"""The decision rule shared by the SQLite store and mirrored line for line by the Redis script.
+"""The decision rule shared by the SQLite stores and mirrored line for line by the Redis script.
 
 Recipients are taken in request order. One is accepted only if every increment fits
 (value + amount <= limit), where value counts what earlier accepted recipients of the same call
@@ -41,3 +41,16 @@ class Walk:
                 self.ttls[inc.key] = inc.ttl_seconds
             self.ok.append(rc.index)
             self.segments += rc.segments
+
+
+def bucket_ranges(recipients: list[RecipientCharge]) -> dict[str, tuple[str, int, int]]:
+    """key -> (base, first bucket, last bucket) of every counter a charge reads: a sliding
+    window's value is the sum of its `span` sub-buckets ending at the key's own bucket."""
+    reads: dict[str, tuple[str, int, int]] = {}
+    for rc in recipients:
+        for inc in rc.increments:
+            if inc.key not in reads:
+                base, _, bucket = inc.key.rpartition(":")
+                hi = int(bucket)
+                reads[inc.key] = (base, hi - inc.span + 1, hi)
+    return reads
