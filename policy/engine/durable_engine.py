@@ -325,18 +325,13 @@ class _Shard:
             self._handle = None
 
 
-def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
-    """fill(facts) -> per shard, the members of its JSON message (no braces) for the facts of
-    `read` that are present, checked and cut exactly as semantics.read_facts does: _payload's
-    layout, order and byte-for-byte encoding (the guard, plain-tested facts under their key,
-    lists behind the "" sentinel, then the _t_ list of the text tests each text-tested fact
-    passes), keeping the fields of `shard_fields` for each shard. Generated once per rule set:
-    straight code per fact, writing the JSON text itself, with no loop over specs, no
-    intermediate dict and no encoder pass. Keys and names come from the vocabulary and enter
-    the code only as literals."""
+def _checked_reads(read, lists_as_tuples: bool):
+    """The prologue both generated readers share: (env, lines, var, types). `lines` begin
+    fill(facts) with one variable per fact of `read`, type-checked and cut exactly as
+    semantics.read_facts does; var[key] names its variable, types[key] its type. A match-cache
+    key must be hashable: `lists_as_tuples` makes each list a tuple of cut strings."""
     env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT,
            "_str": _encode_str}
-    guard_member = json.dumps(GUARD) + ":1"
     lines = ["def fill(facts):", "    get = facts.get"]
     var, types = {}, {}
     for n, (key, type_, name) in enumerate(read):
@@ -355,8 +350,24 @@ def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
             lines += [f"        t = type({v})",
                       f"        if (t is not list and t is not tuple) or not all(type(x) is str for x in {v}):",
                       bad]
+            if lists_as_tuples:
+                lines.append(f"        {v} = tuple(map(cap, {v}))")
         else:
             raise AssertionError(f"unknown fact type {type_}")
+    return env, lines, var, types
+
+
+def _reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
+    """fill(facts) -> per shard, the members of its JSON message (no braces) for the facts of
+    `read` that are present, checked and cut exactly as semantics.read_facts does: _payload's
+    layout, order and byte-for-byte encoding (the guard, plain-tested facts under their key,
+    lists behind the "" sentinel, then the _t_ list of the text tests each text-tested fact
+    passes), keeping the fields of `shard_fields` for each shard. Generated once per rule set:
+    straight code per fact, writing the JSON text itself, with no loop over specs, no
+    intermediate dict and no encoder pass. Keys and names come from the vocabulary and enter
+    the code only as literals."""
+    env, lines, var, types = _checked_reads(read, lists_as_tuples=False)
+    guard_member = json.dumps(GUARD) + ":1"
     # each member of the message once, then each shard's members in _payload's order
     members = []
     for key, _type, _name in plain:
@@ -399,28 +410,7 @@ def _key_reader(read, plain, text, shard_fields: list[frozenset], guard: bool):
     numbers of those that hold), checked and cut like _reader's; encoders[k](key) -> the very
     members _reader writes for shard k. A key determines its message, and is cheaper to build
     and hash than the message text."""
-    env = {"_ABSENT": _ABSENT, "_bad": _bad, "cap": cap, "_FITS": _ALWAYS_FITS, "_MAX_INT": MAX_INT,
-           "_str": _encode_str}
-    lines = ["def fill(facts):", "    get = facts.get"]
-    var, types = {}, {}
-    for n, (key, type_, name) in enumerate(read):
-        k, v = repr(key), f"v{n}"
-        var[key], types[key] = v, type_
-        lines += [f"    {v} = get({k}, _ABSENT)", f"    if {v} is not _ABSENT:"]
-        bad = f"            _bad({k}, {type_!r}, {name!r}, {v})"
-        if type_ == "str":
-            lines += [f"        if type({v}) is not str:", bad,
-                      f"        if len({v}) > _FITS:", f"            {v} = cap({v})"]
-        elif type_ == "bool":
-            lines += [f"        if type({v}) is not bool:", bad]
-        elif type_ == "int":
-            lines += [f"        if type({v}) is not int or not -_MAX_INT <= {v} <= _MAX_INT:", bad]
-        elif type_ == "list":
-            lines += [f"        t = type({v})",
-                      f"        if (t is not list and t is not tuple) or not all(type(x) is str for x in {v}):",
-                      bad, f"        {v} = tuple(map(cap, {v}))"]
-        else:
-            raise AssertionError(f"unknown fact type {type_}")
+    env, lines, var, types = _checked_reads(read, lists_as_tuples=True)
     members = []   # (field, variable, kind) in _payload's order
     for key, _type, _name in plain:
         if key in var and any(key in f for f in shard_fields):
