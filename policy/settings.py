@@ -47,7 +47,7 @@ class Settings:
     login_clock_skew: int = 300                 # seconds a CONNECT timestamp may be off (replay guard)
     idempotency_seconds: int = 86400            # how long a request id's answer is kept
     workers: int = 8                            # gRPC worker threads
-    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen`
+    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen` (with SQLite counters on one data_dir they need counters_sqlite_mode: shared, or Redis)
     # --- CMPP front-end ---
     gateway_listen: str = "127.0.0.1:7890"
     gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are gateway_id + ":" + Msg_Id
