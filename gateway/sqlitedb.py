@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-CHECKPOINT_SECONDS = 0.5
+from policy.sqlite_wal import CHECKPOINT_SECONDS, Checkpointer  # noqa: F401 - gateway.store uses both from here
 
 
 def open_shared(path: str, schema: str, busy_timeout: float = 5.0,
@@ -28,34 +27,6 @@ def open_shared(path: str, schema: str, busy_timeout: float = 5.0,
         db.execute("PRAGMA wal_autocheckpoint=0")
     db.executescript(schema)
     return db
-
-
-class Checkpointer:
-    """Folds the WAL of `path` into the file every CHECKPOINT_SECONDS, on its own connection in
-    a daemon thread (sqlite3 releases the GIL meanwhile). PASSIVE: it never waits for, nor
-    blocks, the writers; what it cannot copy now, the next round does."""
-
-    def __init__(self, path: str, busy_timeout: float = 5.0, every: float = CHECKPOINT_SECONDS):
-        self._stop = threading.Event()
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-        self._thread = threading.Thread(target=self._run, args=(every,), name="wal-checkpoint",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self, every: float) -> None:
-        try:
-            while not self._stop.wait(every):
-                try:
-                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    continue   # busy or a transient I/O error: the next round tries again
-        finally:
-            self._db.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 @contextmanager

@@ -35,7 +35,8 @@ import time
 
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
-from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, checkpoint_loop, open_connection
+from ..sqlite_wal import Checkpointer
+from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, open_connection
 from .walk import Walk, bucket_ranges
 
 CACHE_MAX = 200_000        # counters (bases) kept in memory; committed ones beyond it are dropped
@@ -148,12 +149,8 @@ class ExclusiveSqliteCounterStore:
         self._closing = False
         self._committing = False                       # a thread is committing a group right now
         self._since_sweep = 0
-        self._stop = threading.Event()
-        self._checkpointer = None
-        if path != ":memory:":
-            self._checkpointer = threading.Thread(target=checkpoint_loop, args=(path, busy_timeout_ms, self._stop),
-                                                  name="counters-checkpoint", daemon=True)
-            self._checkpointer.start()
+        # the WAL is folded into the file off the charge path (policy.sqlite_wal)
+        self._checkpointer = Checkpointer(path, busy_timeout_ms / 1000) if path != ":memory:" else None
 
     # --- charging -------------------------------------------------------------------------
 
@@ -513,9 +510,8 @@ class ExclusiveSqliteCounterStore:
             if self._closing:
                 return
             self._closing = True
-        self._stop.set()
         if self._checkpointer is not None:
-            self._checkpointer.join(timeout=5)
+            self._checkpointer.close()
         with self._cond:
             while self._committing:
                 self._cond.wait()

@@ -30,6 +30,7 @@ import threading
 import time
 from functools import lru_cache
 
+from ..sqlite_wal import Checkpointer
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
 from .walk import Walk, bucket_ranges
@@ -58,7 +59,6 @@ CREATE TABLE IF NOT EXISTS balances (
 
 READS_PER_STATEMENT = 100     # scalar subqueries per SELECT (group sends read more in chunks)
 ROWS_PER_UPSERT = 200         # rows per multi-row INSERT
-CHECKPOINT_SECONDS = 0.5      # the WAL is folded into the file this often, off the charge path
 SWEEP_EVERY = 512             # rows written between two sweeps
 SWEEP_BATCH = 2 * SWEEP_EVERY  # rows deleted per sweep and table: faster than they are written
 
@@ -129,21 +129,6 @@ def open_connection(path: str, busy_timeout_ms: int, page_size: int = 1024) -> s
     return conn
 
 
-def checkpoint_loop(path: str, busy_timeout_ms: int, stop: threading.Event) -> None:
-    """Fold the WAL into the file every CHECKPOINT_SECONDS until `stop` is set."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    try:
-        while not stop.wait(CHECKPOINT_SECONDS):
-            try:
-                # PASSIVE never blocks charges; what it cannot copy now, a later round does
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:
-                continue
-    finally:
-        conn.close()
-
-
 class SqliteCounterStore:
     """The "shared" mode: every charge is its own transaction on the file (see the module doc)."""
     mode = "shared"
@@ -162,12 +147,8 @@ class SqliteCounterStore:
             self._owner.release()
             raise
         self._conn = conn
-        self._stop = threading.Event()
-        self._checkpointer = None
-        if path != ":memory:":
-            self._checkpointer = threading.Thread(target=checkpoint_loop, args=(path, busy_timeout_ms, self._stop),
-                                                  name="counters-checkpoint", daemon=True)
-            self._checkpointer.start()
+        # the WAL is folded into the file off the charge path (policy.sqlite_wal)
+        self._checkpointer = Checkpointer(path, busy_timeout_ms / 1000) if path != ":memory:" else None
 
     # --- charging -------------------------------------------------------------------------
 
@@ -309,9 +290,8 @@ class SqliteCounterStore:
         """Every charge is committed before charge() returns: nothing to wait for."""
 
     def close(self) -> None:
-        self._stop.set()
         if self._checkpointer is not None:
-            self._checkpointer.join(timeout=5)
+            self._checkpointer.close()
         with self._lock:
             self._conn.close()
         self._owner.release()
