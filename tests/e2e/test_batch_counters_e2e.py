@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy.api.v1 import policy_pb2 as pb
-from tests.e2e.grpc_helpers import SIGNATURE, fresh_number, request
+from tests.e2e.grpc_helpers import SIGNATURE, clear_of_the_hour, fresh_number, request
 from tests.support.procs import DaemonProc, copy_rules
 from tests.support.redis import start_redis_server
 
@@ -21,6 +21,7 @@ def backend_daemon(request, tmp_path):
     d = DaemonProc(tmp_path / "d", rules_dir=copy_rules(tmp_path), extra=extra,
                    env={"SMSPOLICY_COUNTERS_SQLITE_MODE": request.param.removeprefix("sqlite-")}
                    if request.param.startswith("sqlite") else None)
+    clear_of_the_hour()  # the tests' counts must not straddle the hourly window's reset
     yield d
     d.stop()
     if redis_proc is not None:
