@@ -103,14 +103,22 @@ class Pipeline:
                 if decision.replayed:  # a retry: its first answer, logged the first time
                     return decision
 
-        # 5. log, 6. answer (the counter step kept the answer for retries of this request id)
+        # 5. log, 6. answer
+        self._finish(sub, decision, now, mfacts, started)
+        return decision
+
+    def _finish(self, sub: Submission, decision: Decision, now: float, mfacts: dict,
+                started: float) -> None:
+        """Steps 5 and 6 (the counter step kept the answer for retries of this request id)."""
         if not self._log(sub, decision, now, mfacts) and self.counters is not None:
             # the log refused it after all (fail_closed race): a retry must get this answer
-            self.counters.remember(sub.request_id,
-                                   decision_to_response(decision).SerializeToString(), now=now)
+            try:
+                self.counters.remember(sub.request_id,
+                                       decision_to_response(decision).SerializeToString(), now=now)
+            except Exception as e:  # noqa: BLE001 - re-raised, marked for evaluate_batch
+                raise _RememberFailed(str(e)) from e
         if self.metrics:
             self.metrics.observe(decision, time.perf_counter() - started)
-        return decision
 
     # ------------------------------------------------------------------ step 3
     def _submit_stage(self, loaded: LoadedPolicy, mfacts: dict, decision: Decision,
@@ -288,16 +296,11 @@ class Pipeline:
             decision = j.decision
             self._charged(decision, res, j.account, j.debit)
             if not decision.replayed:
-                # 5. log, 6. answer: as at the end of _evaluate
-                if not self._log(j.sub, decision, j.now, j.mfacts):
-                    try:
-                        self.counters.remember(j.sub.request_id,
-                                               decision_to_response(decision).SerializeToString(), now=j.now)
-                    except Exception as e:  # noqa: BLE001 - as in _evaluate: the call fails
-                        out[i] = CountersUnavailable(str(e))
-                        continue
-                if self.metrics:
-                    self.metrics.observe(decision, time.perf_counter() - j.started)
+                try:
+                    self._finish(j.sub, decision, j.now, j.mfacts, j.started)  # 5. log, 6. answer
+                except _RememberFailed as e:  # this message's call fails, the batch goes on
+                    out[i] = CountersUnavailable(str(e))
+                    continue
             out[i] = decision
 
     @staticmethod
@@ -384,6 +387,10 @@ class _Job:
     decision: Decision
     mfacts: dict
     started: float
+
+
+class _RememberFailed(RuntimeError):
+    """The answer of a decision the log refused could not be kept for retries."""
 
 
 class _Deferred(Exception):
