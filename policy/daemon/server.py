@@ -96,7 +96,8 @@ class Daemon:
             if account.billing == "prepaid" and self.counters is not None:
                 self.counters.set_opening_balance(account.id, account.balance)
         if self.versions is not None:
-            self.versions.put(loaded.version, _policy_files(self.settings.rules_dir, loaded.policy))
+            self.versions.put(loaded.version, loaded.policy.files)
+        loaded.policy.files.clear()  # stored; list entry files can be large
 
     def reload(self):
         out = self.runtime.reload()
@@ -166,7 +167,3 @@ def _reload_response(out) -> pb.ReloadResponse:
     return pb.ReloadResponse(ok=out.ok, rules_version=out.version, errors=out.errors)
 
 
-def _policy_files(rules_dir: str, policy) -> dict[str, bytes]:
-    """The files that make up a version (YAML plus list entry files), for the version store."""
-    from ..rules.loader import policy_files
-    return policy_files(rules_dir)

@@ -239,6 +239,7 @@ class _Loading:
         if not self.r.problems:
             policy = PolicySet(
                 version=version_of(self.files),
+                files=dict(self.files),
                 platform=self.platform or Platform(),
                 accounts={a.id: a for a in self.built["accounts"]},
                 channels={c.id: c for c in self.built["channels"]},

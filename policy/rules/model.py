@@ -189,3 +189,6 @@ class PolicySet:
     limits: tuple[Limit, ...] = ()
     file_blacklist: FileBlacklist | None = None
     source_dir: str = ""
+    # the very bytes `version` hashes, for the version store: reading the folder again later
+    # could store other files under this id (an edit right after a reload did)
+    files: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)

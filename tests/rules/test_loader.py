@@ -331,3 +331,15 @@ def test_a_symlink_loop_is_walked_once(tmp_path):
 def test_a_bad_stage_is_reported_once(tmp_path):
     write_rules(tmp_path, {"a.yaml": "rules:\n  - {id: r, stage: sumbit, code: 17, priority: 1, when: {fact: message.empty, eq: true}}\n"})
     assert problems(tmp_path) == ["a.yaml:2:20: rules[0].stage: 'sumbit' is not one of: submit, recipient"]
+
+
+def test_a_loaded_policy_keeps_the_bytes_its_version_hashes(tmp_path):
+    # the version store gets these, not a second read of the folder: an edit landing right after
+    # a reload once stored the new files under the old version's id, and later reloads of that
+    # content were refused as "already stored with different files"
+    write_rules(tmp_path, {"a.yaml": ACCOUNT, "lists/bl.txt": "13900000001\n"})
+    policy = load_policy(tmp_path)
+    hashed = dict(policy.files)
+    assert hashed == policy_files(tmp_path) and version_of(hashed) == policy.version
+    (tmp_path / "a.yaml").write_text(ACCOUNT + "# edited after the load\n")
+    assert policy.files == hashed and version_of(policy.files) == policy.version
