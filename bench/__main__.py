@@ -260,7 +260,9 @@ def replay_rows(r: dict) -> list[tuple]:
 # forwarder and simulator in the chain — counts accepted messages whose final report reached the
 # client, and carries "unreported"). Without that callable, the script's own entry point runs as
 # a child and its output is shown after the table.
-FRONTEND_TARGETS = {"daemon": ("≥ 3,000", 3_000, "≤ 20", 20)}   # issue 5: the front-end with the daemon
+# issue 5: the front-end with the daemon, >= 3,000 submits/s (closed loop: capacity) and p99 <= 20 ms
+# at that load (the paced row: in closed loop p99 is set by the full windows, see frontend_e2e)
+FRONTEND_TARGETS = {"daemon": ("≥ 3,000", 3_000, "", None), "paced": ("≥ 3,000", 3_000, "≤ 20", 20)}
 
 
 def frontend_rows(quick: bool, runs: int, log, raw: dict | None = None) -> tuple[list[tuple], str]:

@@ -15,6 +15,14 @@ SUBMITs in flight.
   SQLite counters, as shipped) -> SQLite outbox -> SUBMIT_RESP;
 * daemon-none: the same with `smspolicy serve --counters none`: front-end + transport + rules,
   without the counter store;
+* paced: the "daemon" row's processes at an offered load of `--rate` submits/s (default 3,000,
+  issue 5's figure) spread over the connections, still at most `window` in flight each; a
+  SUBMIT due while its connection's window is full waits, and every latency is counted from the
+  moment the SUBMIT was due, not from when it could be sent (no coordinated omission). The
+  closed-loop rows keep every window full, so their latency is window x connections / rate by
+  Little's law (64 in flight at 3,000/s is 21 ms on average whatever the software): p99 at a
+  given rate is what this row measures; "behind" is how many SUBMITs were due before their
+  window had room;
 * chain (issue 8, benchmark 3): the product end to end — client -> front-end -> daemon (as
   shipped) -> outbox -> `smspolicy forward` -> `smspolicy simulate-upstream` (report delay
   --report-delay, default 0) -> upstream report -> forwarder -> store -> DELIVER status report
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import itertools
 import os
@@ -150,10 +159,12 @@ class Load(asyncio.Protocol):
 
     numbers = itertools.count()
 
-    def __init__(self, window: int, run: "Run"):
+    def __init__(self, window: int, run: "Run", interval: float = 0.0):
         self.window, self.run = window, run
         self.buf, self.sent, self.seq = bytearray(), {}, itertools.count(2)
         self.logged_in = asyncio.get_running_loop().create_future()
+        self.interval = interval          # > 0: paced, one SUBMIT due every `interval` seconds
+        self.due: collections.deque[float] = collections.deque()   # due while the window was full
 
     def connection_made(self, transport):
         self.transport = transport
@@ -164,16 +175,36 @@ class Load(asyncio.Protocol):
         self.transport.write(encode(Connect(1, ACCOUNT, authenticator_source(ACCOUNT, SECRET, ts), V21, ts), V21))
 
     def start(self) -> None:
+        if self.interval:
+            self.pacer = asyncio.ensure_future(self.pace())
+            return
         for _ in range(self.window):
             self.submit()
 
-    def submit(self) -> None:
+    async def pace(self) -> None:
+        """Offer one SUBMIT every `interval` seconds until the run stops, whatever the answers
+        do; those due while the window is full queue up and keep their due time."""
+        run, clock = self.run, time.perf_counter
+        due = clock()
+        while due < run.stop_at:
+            now = clock()
+            while due <= now and due < run.stop_at:
+                if len(self.sent) < self.window:
+                    self.submit(due)
+                else:
+                    self.due.append(due)
+                    if run.measuring:
+                        run.behind += 1
+                due += self.interval
+            await asyncio.sleep(max(0.0, due - clock()))
+
+    def submit(self, due: float | None = None) -> None:
         n = next(self.numbers)
         seq = next(self.seq)
         packet = Submit(seq, registered_delivery=1, msg_fmt=8, msg_src=ACCOUNT, src_id=SRC,
                         dest_terminal_ids=(f"139{12300000 + n % 100000:08d}",),
                         msg_content=TEXT.format(n % 1000000).encode("utf-16-be"))
-        self.sent[seq] = time.perf_counter()
+        self.sent[seq] = time.perf_counter() if due is None else due
         self.transport.write(encode(packet, V21))
 
     def data_received(self, data):
@@ -198,7 +229,10 @@ class Load(asyncio.Protocol):
                     run.results[resp.result] += 1
                 if run.reports and resp.result == 0:
                     run.accepted[resp.msg_id] = (started, run.measuring)
-                if now < run.stop_at:
+                if self.interval:
+                    if self.due:
+                        self.submit(self.due.popleft())
+                elif now < run.stop_at:
                     self.submit()
             elif cmd == 0x00000005:  # a status report: acknowledge it as a customer would
                 deliver = decode(frame, V21)
@@ -221,6 +255,7 @@ class Run:
         self.report_latencies: list[float] = []
         self.stats: Counter = Counter()
         self.unknown_reports = 0
+        self.behind = 0   # paced: SUBMITs due while their connection's window was full
 
     def report(self, rep) -> None:
         entry = self.accepted.pop(rep.msg_id, None)
@@ -240,12 +275,16 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 
 
 async def measure(port: int, connections: int, window: int, seconds: float, warmup: float = 1.0,
-                  reports: bool = False, drain: float = 0.5, drain_max: float = 120.0) -> dict:
+                  reports: bool = False, drain: float = 0.5, drain_max: float = 120.0,
+                  rate: float = 0.0) -> dict:
+    """Closed loop (every window kept full), or with `rate` > 0 an offered load of `rate`
+    SUBMITs/s over all connections (see the paced row in the module doc)."""
     loop = asyncio.get_running_loop()
     run = Run(reports, time.perf_counter() + warmup + seconds)
+    interval = connections / rate if rate > 0 else 0.0
     conns = []
     for i in range(connections):
-        _, proto = await loop.create_connection(lambda: Load(window, run), "127.0.0.1", port)
+        _, proto = await loop.create_connection(lambda: Load(window, run, interval), "127.0.0.1", port)
         proto.login(offset=i + int(time.time()) % 7 * 10)
         status = await asyncio.wait_for(proto.logged_in, 10)
         if status != 0:
@@ -274,7 +313,11 @@ async def measure(port: int, connections: int, window: int, seconds: float, warm
             break
     unreported, drained = owed, time.perf_counter() - drain_started
     if not reports:
-        await asyncio.sleep(0.5)   # the SUBMIT_RESPs still in flight, before closing
+        # the SUBMIT_RESPs still in flight (and, paced, the queued ones), before closing
+        deadline = time.perf_counter() + (10.0 if interval else 0.5)
+        await asyncio.sleep(0.5)
+        while interval and any(c.sent or c.due for c in conns) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
     for c in conns:
         c.transport.close()
     gc.enable()
@@ -282,6 +325,8 @@ async def measure(port: int, connections: int, window: int, seconds: float, warm
     out = {"submits": len(run.latencies), "submit_rate": len(run.latencies) / elapsed,
            "rate": len(run.latencies) / elapsed, "p50_ms": p50, "p99_ms": p99,
            "results": dict(run.results)}
+    if interval:
+        out.update(offered=rate, behind=run.behind)
     if reports:
         n = len(run.report_latencies)
         rp50, rp99 = _percentiles(run.report_latencies)
@@ -316,6 +361,7 @@ LABELS = {
     "stub": "front-end + stub daemon          ",
     "daemon": "front-end + policy daemon        ",
     "daemon-none": "front-end + daemon, counters none",
+    "paced": "front-end + policy daemon, paced ",
     "chain": "chain to final report            ",
 }
 ROWS = tuple(LABELS)
@@ -326,6 +372,8 @@ def show(row: dict) -> None:
     unit = "reports/s" if row["row"] == "chain" else "submits/s"
     line = (f"{LABELS[row['row']]}: {row['rate']:8.0f} {unit}  p50 {row['p50_ms']:7.2f} ms"
             f"  p99 {row['p99_ms']:7.2f} ms")
+    if "offered" in row:
+        line += f"  (offered {row['offered']:.0f}/s, behind {row['behind']})"
     if row["row"] == "chain":
         line += (f"  (submits {row['submit_rate']:.0f}/s, p99 {row['submit_p99_ms']:.1f} ms;"
                  f" stats {row['stats']}; unreported {row['unreported']},"
@@ -360,7 +408,8 @@ def _chain_rules(target: Path, sim_port: int, http_port: int) -> Path:
 
 def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
               rows: tuple[str, ...] = ROWS, runs: int = 1, policy: str | None = None,
-              report_delay: float = 0.0, drain: float = 10.0, verbose: bool = True) -> list[dict]:
+              report_delay: float = 0.0, drain: float = 10.0, verbose: bool = True,
+              rate: float = 3000.0) -> list[dict]:
     """Measure `rows` (names of ROWS) `runs` times, interleaved; return one dict per row (the
     median run by rate): row, rate (submits/s; for chain, final reports/s), p50_ms, p99_ms,
     results, cpu, load1, ratio (rate / echo rate, when echo was measured), runs (every run),
@@ -407,7 +456,7 @@ def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
             stub = spawn("stub", [__file__, "--stub", str(stub_port)], "stub ready")
             gw, port = gateway("gateway-stub", f"127.0.0.1:{stub_port}")
             plans["stub"] = (port, {"gateway": gw.pid, "stub": stub.pid, "client": me}, {})
-        if "daemon" in rows:
+        if "daemon" in rows or "paced" in rows:
             pids = {"client": me}
             if policy:
                 target = policy
@@ -415,6 +464,8 @@ def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
                 target, pids["daemon"] = daemon("daemon")
             gw, port = gateway("gateway", target)
             plans["daemon"] = (port, {"gateway": gw.pid, **pids}, {})
+            # the same processes at an offered rate
+            plans["paced"] = (port, {"gateway": gw.pid, **pids}, {"rate": rate})
         if "daemon-none" in rows:
             target, pid = daemon("daemon-none", extra=["--counters", "none"])
             gw, port = gateway("gateway-none", target)
@@ -490,6 +541,8 @@ def main() -> None:
     ap.add_argument("--drain", type=float, default=10.0,
                     help="after the chain's load, give up on the reports still owed once none "
                          "came for this many seconds")
+    ap.add_argument("--rate", type=float, default=3000.0,
+                    help="offered submits/s of the paced row, over all connections")
     ap.add_argument("--policy", help="use this running policy daemon instead of starting one")
     ap.add_argument("--echo", type=int, help=argparse.SUPPRESS)  # internal: run the echo server
     ap.add_argument("--stub", type=int, help=argparse.SUPPRESS)  # internal: run the stub daemon
@@ -503,7 +556,7 @@ def main() -> None:
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
     try:
         run_bench(args.seconds, args.connections, args.window, rows, args.runs, args.policy,
-                  args.report_delay, args.drain)
+                  args.report_delay, args.drain, rate=args.rate)
     except ValueError as e:
         raise SystemExit(str(e)) from None
 
