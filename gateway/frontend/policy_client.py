@@ -152,8 +152,9 @@ class PolicyClient:
     async def login(self, request: pb.LoginRequest) -> pb.LoginResponse:
         return await self._call(self._stub.Login, request)
 
-    async def renew(self, session_id: str) -> bool:
-        resp = await self._call(self._stub.RenewSession, pb.SessionRequest(session_id=session_id))
+    async def renew(self, session_id: str, account_id: str = "") -> bool:
+        resp = await self._call(self._stub.RenewSession,
+                                pb.SessionRequest(session_id=session_id, account_id=account_id))
         return resp.ok
 
     async def end(self, session_id: str) -> bool:

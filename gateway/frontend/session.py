@@ -294,10 +294,16 @@ class Session(asyncio.Protocol):
 
     async def renew(self) -> None:
         try:
-            if not await self.fe.client.renew(self.session_id):
-                log.warning("%s: session lease %s was lost by the daemon", self.name, self.session_id)
+            kept = await self.fe.client.renew(self.session_id, self.account_id)
         except (PolicyUnavailable, PolicyRefused) as e:
             log.warning("%s: cannot renew session lease: %s", self.name, e)
+            return
+        if not kept and self.state == OPEN:
+            # the daemon lost the lease (it restarted) and the account's other connections took
+            # every slot meanwhile: a connection without a lease would break max_connections
+            log.warning("%s: session lease %s lost and the account has no connection left: "
+                        "closing", self.name, self.session_id)
+            await self.terminate(self.settings.response_timeout)
 
     # ------------------------------------------------------------------ SUBMIT
     def _on_submit(self, p: Submit) -> None:

@@ -62,12 +62,17 @@ class Sessions:
             self._by_id[sid] = (account_id, now + self.lease_seconds)
             return sid
 
-    def renew(self, session_id: str, now: float) -> bool:
+    def renew(self, session_id: str, now: float, account_id: str = "", limit: int = 0) -> bool:
+        """Extend a lease. A lease this daemon does not hold (it restarted: leases live in
+        memory, or the lease ran out) is taken back for `account_id` while the account is under
+        `limit`: the connection is still open at its front-end and counts."""
         with self._lock:
             entry = self._by_id.get(session_id)
             if entry is None or entry[1] <= now:
                 self._by_id.pop(session_id, None)
-                return False
+                if not session_id or not account_id or self._live(account_id, now) >= limit:
+                    return False
+                entry = (account_id, 0.0)
             self._by_id[session_id] = (entry[0], now + self.lease_seconds)
             return True
 
@@ -84,6 +89,12 @@ class LoginPolicy:
         self.counters = counters
         self.clock_skew = clock_skew
         self.clock = clock
+
+    def renew(self, session_id: str, account_id: str = "") -> bool:
+        """RenewSession: see Sessions.renew; an account the rules no longer hold gets nothing back."""
+        account = self.runtime.current().policy.accounts.get(account_id) if account_id else None
+        return self.sessions.renew(session_id, self.clock(), account.id if account else "",
+                                   account.max_connections if account else 0)
 
     def login(self, account_id: str, auth_source: bytes, timestamp: int, version: int,
               peer_ip: str, access_mode: str, malformed: bool = False,

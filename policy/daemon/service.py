@@ -151,7 +151,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                                 reports_pushed=res.reports_pushed, access_code=res.access_code)
 
     def RenewSession(self, request, context):
-        return pb.SessionResponse(ok=self.login_policy.sessions.renew(request.session_id, time.time()))
+        return pb.SessionResponse(ok=self.login_policy.renew(request.session_id, request.account_id))
 
     def EndSession(self, request, context):
         return pb.SessionResponse(ok=self.login_policy.sessions.end(request.session_id))
