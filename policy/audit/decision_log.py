@@ -2,6 +2,8 @@
 
 `append()` only queues the record (a lock, a deque append); one background thread turns queued
 records into rows, chains their hashes and commits them in batches, one transaction per batch.
+New files are written in format /2 (schema.py): each JSON value encoded once, by orjson, and
+hashed as stored; the account and number indexes filled in bulk every INDEX_EVERY records.
 Nothing is dropped silently: when the disk write fails, the batch stays queued and is retried
 with backoff while `healthy` is False; when the queue is full, `on_overflow` decides between
 waiting ("block") and refusing ("fail_closed", append returns False). Both are counted in
@@ -25,10 +27,14 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
+import orjson
+
 from .content import CONTENT_MODES, mask
 from .files import open_readonly, rotated_files, rotated_name
-from .schema import (FORMAT, GENESIS, HASHED_COLUMNS, INPUT_FIELDS, INSERT_DECISION,
-                     INSERT_NUMBER, create_schema, read_meta, row_hash)
+from .schema import (COLUMNS, FORMAT, FORMAT_V2, FORMATS, GENESIS, HASHED_COLUMNS,
+                     INDEX_EVERY, INPUT_FIELDS, INSERT_DECISION, INSERT_DECISION_V2, INSERT_NUMBER,
+                     JSON_COLUMNS, SCALAR_COLUMNS, create_schema, fact_keys_id, fill_indexes, frame,
+                     read_fact_keys, read_meta, row_hash)
 
 log = logging.getLogger("policy.audit")
 
@@ -38,6 +44,15 @@ _BATCH_MAX = 2000
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 2.0
 _ROTATE_RETRY_SECONDS = 1.0
 _BUSY_MS = 1000   # only a foreign writer (an operator's tool) can hold the lock; retry, do not hang
+# _row_v2 lays its row out by hand, for speed; this is the layout it writes.
+_V2_SCALARS = ("seq", "decision_id", "ts", "request_id", "frontend_id", "account_id", "src_id", "content",
+               "content_mode", "content_sha256", "msg_fmt", "rules_version", "codes", "rules",
+               "shadow_rules", "prev_hash")
+_V2_ROW = ("seq", "decision_id", "ts", "request_id", "frontend_id", "account_id", "src_id", "destinations",
+           "content", "content_mode", "content_sha256", "msg_fmt", "facts", "counters", "rules_version",
+           "matches", "results", "codes", "rules", "shadow_rules", "prev_hash", "hash")
+assert _V2_SCALARS == SCALAR_COLUMNS and _V2_ROW == tuple(COLUMNS) and JSON_COLUMNS == (
+    "destinations", "facts", "counters", "matches", "results"), "schema columns changed: update _row_v2"
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,9 @@ class DecisionLog:
     def __init__(self, path: str, content_mode: str = "full", rotate_bytes: int | None = None,
                  rotate_seconds: int | None = None, queue_max: int = 10000,
                  on_overflow: str = "block", flush_interval: float = 0.05,
-                 keep_rotated: int | None = None, sync: str = "full"):
+                 keep_rotated: int | None = None, sync: str = "full", log_format: str = FORMAT):
+        if log_format not in FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         if content_mode not in CONTENT_MODES:
@@ -78,6 +95,7 @@ class DecisionLog:
         self.flush_interval = flush_interval
         self.keep_rotated = keep_rotated
         self.sync = sync
+        self.log_format = log_format   # of the files this log creates; an existing file keeps its own
 
         # Counters and state the daemon exports (metrics, health).
         self.write_failures = 0
@@ -101,6 +119,10 @@ class DecisionLog:
         self._file_first_seq = 1
         self._file_created = 0.0
         self._page_size = 4096
+        self._format = log_format      # of the open file
+        self._unindexed = 0            # /2: records of the open file not yet in its indexes
+        self._key_ids: dict[tuple, str] = {}        # /2: key lists the open file holds -> id
+        self._batch_keys: dict[tuple, tuple[str, bytes]] = {}   # /2: new in the batch being written
         self._next_rotate_try = 0.0
         try:
             self._open()
@@ -256,6 +278,7 @@ class DecisionLog:
                         self._cond.notify_all()
                     batch = []
                     backoff = _BACKOFF_MIN
+                self._maybe_index()
                 self._maybe_rotate()
             except Exception as exc:   # whatever it is, keep the records and keep trying
                 if not isinstance(exc, (sqlite3.Error, OSError)):
@@ -296,16 +319,22 @@ class DecisionLog:
         end = self._end
         seq, prev = end.seq, end.hash
         rows, numbers = [], []
+        v2 = self._format == FORMAT_V2
+        self._batch_keys = {}
+        make_row = self._row_v2 if v2 else self._row
         for record in batch:
             seq += 1
-            row, destinations = self._row(record, seq, prev)
+            row, destinations = make_row(record, seq, prev)
             prev = row[-1]
             rows.append(row)
             numbers.extend((seq, number) for number in destinations)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(INSERT_DECISION, rows)
+            if self._batch_keys:
+                conn.executemany("INSERT OR IGNORE INTO fact_keys (id, keys) VALUES (?, CAST(? AS TEXT))",
+                                 self._batch_keys.values())
+            conn.executemany(INSERT_DECISION_V2 if v2 else INSERT_DECISION, rows)
             conn.executemany(INSERT_NUMBER, numbers)
             conn.execute("COMMIT")
         except BaseException:
@@ -313,6 +342,94 @@ class DecisionLog:
                 conn.execute("ROLLBACK")
             raise
         self._end = _ChainEnd(seq, prev, end.chain_id, end.file_id, end.file_name)
+        if v2:
+            self._unindexed += len(batch)
+            for keys, (kid, _blob) in self._batch_keys.items():
+                self._key_ids[keys] = kid
+            self._batch_keys = {}
+
+    def _packed(self, facts) -> list:
+        """Format /2's facts column: the pipeline's facts as key-list ids and value lists
+        (schema.unpack_facts undoes it), anything else as ["j", facts]."""
+        if type(facts) is dict and len(facts) == 2:
+            message, recipients = facts.get("message"), facts.get("recipients")
+            if type(message) is dict and type(recipients) is list:
+                mid = self._keys_id(message)
+                if mid is not None:
+                    packed = []
+                    for r in recipients:
+                        if r is None:
+                            packed.append(None)
+                            continue
+                        rid = self._keys_id(r) if type(r) is dict else None
+                        if rid is None:
+                            break
+                        packed.append([rid, list(r.values())])
+                    else:
+                        return ["p", [mid, list(message.values())], packed]
+        return ["j", facts]
+
+    def _keys_id(self, d: dict) -> str | None:
+        keys = tuple(d)
+        kid = self._key_ids.get(keys)
+        if kid is not None:
+            return kid
+        new = self._batch_keys.get(keys)
+        if new is not None:
+            return new[0]
+        if not all(type(k) is str for k in keys):
+            return None   # JSON would turn them into strings: stored as is instead
+        try:
+            blob = orjson.dumps(keys)
+        except TypeError:
+            return None   # a lone surrogate in a key name
+        kid = fact_keys_id(blob)
+        self._batch_keys[keys] = (kid, blob)
+        return kid
+
+    def _row_v2(self, record: dict, seq: int, prev_hash: str) -> tuple[tuple, list[str]]:
+        """Format /2: the row in COLUMNS order, JSON columns as the bytes that are stored and
+        hashed (nothing is encoded twice)."""
+        content = record.get("content")
+        if isinstance(content, bytes):
+            content = content.hex()  # undecodable payloads are kept as hex text
+        content_sha = stored = None
+        if content is not None:
+            content = str(content)
+            content_sha = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+            mode = self.content_mode
+            stored = content_sha if mode == "hashed" else content if mode == "full" else mask(content)
+        get = record.get
+        destinations = [str(d) for d in get("destinations") or ()]
+        results = get("results") or {}
+        matches = get("matches") or []
+        recipients = results.get("recipients") or ()
+        codes = _words([results.get("submit_result")] + [r.get("code") for r in recipients])
+        rules = _words([results.get("submit_rule_id")] + [r.get("rule_id") for r in recipients])
+        shadow = _words([m.get("rule_id") for m in matches if m.get("mode") == "shadow"]) if matches else ""
+        msg_fmt = get("msg_fmt")
+        if not get("decision_id"):
+            record["decision_id"] = uuid.uuid4().hex  # kept in the record so a retry reuses it
+        scalars = [seq, str(record["decision_id"]), float(record["ts"]), _text(get("request_id")),
+                   _text(get("frontend_id")), _text(get("account_id")), _text(get("src_id")),
+                   stored, self.content_mode, content_sha, None if msg_fmt is None else int(msg_fmt),
+                   _text(get("rules_version")), codes, rules, shadow, prev_hash]
+        blobs = [_json_bytes(destinations), _json_bytes(self._packed(get("facts"))), _json_bytes(get("counters")),
+                 _json_bytes(matches), _json_bytes(results)]
+        try:
+            head = frame(scalars, blobs)
+        except UnicodeEncodeError:
+            # Lone surrogates (a malformed UCS-2 payload) cannot be stored as UTF-8 text.
+            scalars = [_scrub(v) for v in scalars]
+            head = frame(scalars, blobs)
+        h = hashlib.sha256(head)
+        for b in blobs:
+            h.update(b)
+        (seq_, did, ts, rid, fid, aid, src, content_, mode_, sha, fmt, version, codes_, rules_, shadow_,
+         prev) = scalars
+        d, f, c, m, r = blobs
+        return ((seq_, did, ts, rid, fid, aid, src, d, content_, mode_, sha, fmt, f, c, version, m, r,
+                 codes_, rules_, shadow_, prev, h.hexdigest()), destinations)
 
     def _row(self, record: dict, seq: int, prev_hash: str) -> tuple[tuple, list[str]]:
         content = record.get("content")
@@ -388,8 +505,9 @@ class DecisionLog:
             # (never corrupt the chain) - the counter and gateway stores promise no more than that.
             conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             meta = read_meta(conn)
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: meta says format {meta.get('format')!r}, expected {FORMAT!r}")
+            if meta.get("format") not in FORMATS:
+                raise ValueError(f"{self.path}: meta says format {meta.get('format')!r}, "
+                                 f"expected one of {', '.join(FORMATS)}")
             tail = conn.execute("SELECT seq, hash FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
             first_seq = int(meta["first_seq"])
             seq, digest = tail if tail else (first_seq - 1, meta["prev_hash"])
@@ -401,10 +519,18 @@ class DecisionLog:
                             self.path, end.seq, self._end.seq, self._end.seq)
                 end = _ChainEnd(self._end.seq, self._end.hash, end.chain_id, end.file_id, end.file_name)
             self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            unindexed, key_ids = 0, {}
+            if meta["format"] == FORMAT_V2:
+                done = conn.execute("SELECT decisions_id FROM index_state").fetchone()[0]
+                unindexed = conn.execute("SELECT count(*) FROM decisions WHERE id > ?", (done,)).fetchone()[0]
+                key_ids = {tuple(keys): kid for kid, keys in read_fact_keys(conn).items()}
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        self._format = meta["format"]
+        self._unindexed = unindexed
+        self._key_ids = key_ids
         self._end = end
         self._file_first_seq = first_seq
         self._file_created = float(meta["created_ts"])
@@ -413,7 +539,7 @@ class DecisionLog:
     def _create(self, conn: sqlite3.Connection) -> None:
         prev = self._end or _last_rotated(self.path)
         meta = {
-            "format": FORMAT,
+            "format": self.log_format,
             "chain_id": prev.chain_id if prev else uuid.uuid4().hex,
             "file_id": uuid.uuid4().hex,
             "created_ts": repr(time.time()),
@@ -431,6 +557,24 @@ class DecisionLog:
                 conn.execute("ROLLBACK")
             raise
 
+    def _maybe_index(self, force: bool = False) -> None:
+        """Format /2: fill the account and number indexes once INDEX_EVERY records wait (one
+        transaction, each index page written once, instead of a random page per record)."""
+        if self._conn is None or self._format != FORMAT_V2 or not self._unindexed:
+            return
+        if not force and self._unindexed < INDEX_EVERY:
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fill_indexes(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._unindexed = 0
+
     def _maybe_rotate(self) -> None:
         if self._conn is None or self._end.seq < self._file_first_seq:
             return  # nothing written to this file yet
@@ -446,6 +590,7 @@ class DecisionLog:
             self._rotate(now)
 
     def _rotate(self, now: float) -> None:
+        self._maybe_index(force=True)   # a rotated file is complete: its readers scan no tail
         conn = self._conn
         # A renamed file must not leave its -wal/-shm behind under the active name, so the file
         # leaves WAL mode first; that needs every reader gone, else we try again a little later.
@@ -526,6 +671,17 @@ def _unique(values) -> list[str]:
     return list(dict.fromkeys(str(v) for v in values if v is not None and v != ""))
 
 
+def _words(values) -> str:
+    """" ".join(_unique(values)), for the few values of one record."""
+    seen: list[str] = []
+    for v in values:
+        if v is not None and v != "":
+            v = str(v)
+            if v not in seen:
+                seen.append(v)
+    return " ".join(seen)
+
+
 def _text(value) -> str | None:
     return None if value is None else str(value)
 
@@ -549,6 +705,20 @@ def _json(value) -> str:
     except ValueError as exc:   # circular structure: keep what can be kept, never block the log
         log.error("decision-log value cannot be encoded as JSON (%s); storing its repr", exc)
         return json.dumps({"unencodable": repr(value)}, ensure_ascii=False)
+
+
+def _json_bytes(value) -> bytes:
+    """The stored (and hashed) UTF-8 JSON of a value: orjson, compact like _ENCODER. What
+    orjson refuses (lone surrogates, non-str keys, ints past 64 bits, cycles) goes through
+    _json, scrubbed to valid UTF-8."""
+    try:
+        return orjson.dumps(value, default=_jsonable)
+    except TypeError:   # orjson.JSONEncodeError is a TypeError
+        text = _json(value)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _scrub(text).encode("utf-8")
 
 
 def _scrub(value):

@@ -12,6 +12,9 @@ the walk recomputes every hash and classifies the first thing that does not fit:
   reordered  the expected record exists but is stored later
   chain broken between files   a file continues another file than the one before it
 
+Format /2 files also have their account and number indexes checked against the records they
+cover (index_state): an index that hides or invents a record is reported as edited.
+
 A hash chain alone cannot show that records were cut off its newest end; compare the chain head
 printed here with the one the daemon published (DecisionLog.last_seq / last_hash).
 """
@@ -22,7 +25,8 @@ import os
 from dataclasses import dataclass, field
 
 from .files import expand, open_readonly
-from .schema import GENESIS, HASHED_COLUMNS, SELECT_COLUMNS, read_meta, row_hash
+from .schema import (FORMAT_V2, GENESIS, HASHED_COLUMNS, JSON_COLUMNS, SCALAR_COLUMNS, SELECT_COLUMNS,
+                     SELECT_STORED, fact_keys_id, read_meta, row_hash, row_hash_v2)
 
 EDITED, INSERTED, DELETED, REORDERED = "edited", "inserted", "deleted", "reordered"
 CHAIN_BROKEN = "chain broken between files"
@@ -72,6 +76,7 @@ class _File:
     prev_hash: str
     prev_file: str
     prev_file_id: str
+    format: str
 
 
 class _Peekable:
@@ -112,7 +117,7 @@ def _describe(path: str) -> _File:
     finally:
         conn.close()
     return _File(path, meta["chain_id"], meta["file_id"], int(meta["first_seq"]), meta["prev_hash"],
-                 meta["prev_file"], meta["prev_file_id"])
+                 meta["prev_file"], meta["prev_file_id"], meta["format"])
 
 
 class _Chain:
@@ -182,10 +187,36 @@ def _missing(first: int, after: int) -> str:
     return f"record {first} is missing" if after == first + 1 else f"records {first}-{after - 1} are missing"
 
 
+_SCALAR_AT = [HASHED_COLUMNS.index(c) for c in SCALAR_COLUMNS]
+_JSON_AT = [HASHED_COLUMNS.index(c) for c in JSON_COLUMNS]
+
+
+def _hash_v1(values) -> str:
+    row = dict(zip(HASHED_COLUMNS, values))
+    return row_hash(row["prev_hash"], row)
+
+
+def _hash_v2(values) -> str:
+    blobs = [values[i] for i in _JSON_AT]
+    # a JSON column rewritten as a number (no longer text) is hashed by its text form, and differs
+    blobs = [b if b is None or isinstance(b, bytes) else str(b).encode() for b in blobs]
+    return row_hash_v2([values[i] for i in _SCALAR_AT], blobs)
+
+
 def _walk_file(f: _File, state: _Chain, report: VerifyReport) -> Problem | None:
     conn = open_readonly(f.path)
+    v2 = f.format == FORMAT_V2
+    hashed = _hash_v2 if v2 else _hash_v1
     try:
-        rows = _Peekable(conn.execute(f"SELECT id, {SELECT_COLUMNS} FROM decisions ORDER BY id"))
+        key_ids = None
+        if v2:
+            key_ids = set()
+            for kid, keys in conn.execute("SELECT id, CAST(keys AS BLOB) FROM fact_keys ORDER BY rowid"):
+                if keys is None or fact_keys_id(keys) != kid:
+                    return Problem(f.path, None, EDITED, f"fact key list {kid} was altered: the records "
+                                   "that use it would read other fact names")
+                key_ids.add(kid)
+        rows = _Peekable(conn.execute(f"SELECT id, {SELECT_STORED if v2 else SELECT_COLUMNS} FROM decisions ORDER BY id"))
         numbers = _Peekable(conn.execute("SELECT seq, number FROM decision_numbers ORDER BY rowid"))
         n_hashed = len(HASHED_COLUMNS)
         while rows.peek() is not None:
@@ -193,15 +224,17 @@ def _walk_file(f: _File, state: _Chain, report: VerifyReport) -> Problem | None:
             rid, values, digest = r[0], r[1:1 + n_hashed], r[-1]
             row = dict(zip(HASHED_COLUMNS, values))
             seq, prev = row["seq"], row["prev_hash"]
-            if row_hash(prev, row) != digest:
+            if hashed(values) != digest:
                 return Problem(f.path, seq, EDITED, "the record's contents do not match its hash")
             e = state.expect
             if seq != e or prev != state.prev_hash:
                 return _misfit(conn, f, state, rid, seq, prev, digest, rows.peek())
+            if key_ids is not None and not _keys_present(row["facts"], key_ids):
+                return Problem(f.path, seq, EDITED, "the record's fact key list is missing from fact_keys")
             indexed = []
             while numbers.peek() is not None and numbers.peek()[0] == seq:
                 indexed.append(numbers.pop()[1])
-            if indexed != json.loads(row["destinations"] or "[]"):
+            if indexed != _destinations(row["destinations"]):
                 return Problem(f.path, seq, EDITED,
                                "the number index (decision_numbers) does not match the record's destinations")
             state.expect, state.prev_hash = seq + 1, digest
@@ -214,8 +247,50 @@ def _walk_file(f: _File, state: _Chain, report: VerifyReport) -> Problem | None:
         if stray is not None:
             return Problem(f.path, stray[0], INSERTED,
                            f"the number index has a row for seq {stray[0]} ({stray[1]}) that no record holds")
+        if v2:
+            return _check_indexes(conn, f)
     finally:
         conn.close()
+    return None
+
+
+def _keys_present(stored: bytes | None, key_ids: set[str]) -> bool:
+    try:
+        facts = json.loads(stored or b"null")
+        if not (isinstance(facts, list) and facts and facts[0] == "p"):
+            return True
+        used = [facts[1][0]] + [r[0] for r in facts[2] if r is not None]
+        return all(k in key_ids for k in used)
+    except (ValueError, TypeError, IndexError, KeyError):
+        return True   # not the packed form: the hash vouches for it as written
+
+
+def _destinations(stored) -> list | None:
+    try:
+        return json.loads(stored or "[]")
+    except ValueError:
+        return None   # matches no index: reported as a mismatch (the hash already caught it)
+
+
+def _check_indexes(conn, f: _File) -> Problem | None:
+    """Format /2: account_index and number_index hold exactly the records up to index_state
+    (queries trust them to find, and not to invent, records)."""
+    done_id, done_rowid = conn.execute("SELECT decisions_id, numbers_rowid FROM index_state").fetchone()
+    checks = (
+        ("account index (account_index)",
+         "SELECT account_id, ts, seq, id FROM account_index",
+         "SELECT account_id, ts, seq, id FROM decisions WHERE id <= ? AND account_id IS NOT NULL", done_id),
+        ("number index (number_index)",
+         "SELECT number, seq FROM number_index",
+         "SELECT number, seq FROM decision_numbers WHERE rowid <= ?", done_rowid),
+    )
+    for name, index, source, upto in checks:
+        extra = conn.execute(f"SELECT min(seq) FROM ({index} EXCEPT {source})", (upto,)).fetchone()[0]
+        if extra is not None:
+            return Problem(f.path, extra, EDITED, f"the {name} lists seq {extra} where the records do not")
+        missing = conn.execute(f"SELECT min(seq) FROM ({source} EXCEPT {index})", (upto,)).fetchone()[0]
+        if missing is not None:
+            return Problem(f.path, missing, EDITED, f"the {name} is missing seq {missing}")
     return None
 
 

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from policy.audit.decision_log import DecisionLog
+from policy.audit.schema import FORMAT_V1, FORMAT_V2
 
 BASE_TS = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 
@@ -56,11 +57,20 @@ def log_path(tmp_path):
     return tmp_path / "decisions.db"
 
 
-@pytest.fixture
-def chain10(log_path):
-    """A closed log of 10 records (seq 1..10)."""
-    write(log_path, [make_record(i) for i in range(10)])
+@pytest.fixture(params=[FORMAT_V2, FORMAT_V1], ids=["v2", "v1"])
+def chain10(log_path, request):
+    """A closed log of 10 records (seq 1..10), in the current format and in the old one (files
+    written before format /2 must still verify and read)."""
+    write(log_path, [make_record(i) for i in range(10)], log_format=request.param)
     return log_path
+
+
+def file_format(path) -> str:
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def raw(path) -> sqlite3.Connection:

@@ -3,25 +3,29 @@ from __future__ import annotations
 
 import pytest
 
-from policy.audit.schema import HASHED_COLUMNS, SELECT_COLUMNS, row_hash
+from policy.audit.schema import SELECT_COLUMNS, record_hash
 from policy.audit.verify import DELETED, EDITED, INSERTED, REORDERED, verify
 
-from .conftest import make_record, raw, write
+from .conftest import file_format, make_record, raw, write
 
 
 def _row(conn, seq) -> dict:
     values = conn.execute(f"SELECT {SELECT_COLUMNS} FROM decisions WHERE seq = ?", (seq,)).fetchone()
-    return dict(zip(SELECT_COLUMNS.split(", "), values))
+    row = dict(zip(SELECT_COLUMNS.split(", "), values))
+    row["_format"] = file_format(conn.execute("PRAGMA database_list").fetchone()[2])
+    return row
 
 
 def _insert(conn, row: dict, row_id: int | None = None) -> None:
+    row = {k: v for k, v in row.items() if k != "_format"}
     cols = ["id", *row] if row_id is not None else list(row)
     vals = [row_id, *row.values()] if row_id is not None else list(row.values())
     conn.execute(f"INSERT INTO decisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals)
 
 
 def _rehash(row: dict) -> dict:
-    row["hash"] = row_hash(row["prev_hash"], {c: row[c] for c in HASHED_COLUMNS})
+    """What a forger who knows the format computes (the hash is not secret)."""
+    row["hash"] = record_hash(row["_format"], row)
     return row
 
 
