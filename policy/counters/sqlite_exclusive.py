@@ -1,4 +1,5 @@
-"""SQLite counters owned by one daemon: decisions in memory, a journal committed in groups.
+"""SQLite counters owned by one daemon: decisions in memory, an append-only journal on the
+charge path, folded into the SQLite tables off it.
 
 The shared mode (policy.counters.sqlite_store) pays a write transaction per charge: BEGIN
 IMMEDIATE, reads, three writes, COMMIT, about 50 page writes, 100+ us, all under the store lock.
@@ -8,30 +9,45 @@ to be on the decision's path:
 * the charge decides from memory: counter buckets are cached per counter (all buckets of one
   base read in one SELECT the first time it is touched; from then on memory is the truth, as
   nobody else writes the file), balances likewise. The walk is the same code as shared mode's
-  (policy.counters.walk).
+  (policy.counters.walk). Bloom filters of the counter bases and request ids on file spare the
+  SELECTs that would find nothing (new numbers, new request ids).
 * every charge becomes a journal entry (counter deltas, balance delta, the request record and
-  its stored answer), committed together with whatever else queued up (group commit: one
-  transaction for many charges under concurrency or for a whole batch) by the first thread
+  its stored answer), one frame in `<file>.charges`, written together with whatever else queued
+  up (one os.write for many charges under concurrency or for a whole batch) by the first thread
   that needs it durable (see wait_durable: no writer thread).
-* an answer is not released before its entry is committed: charge() waits for it by default;
+* an answer is not released before its entry is written: charge() waits for it by default;
   a caller charging a batch passes wait=False and calls wait_durable() once for the last token.
-  So "persistent across restarts" and "no double debit" hold exactly as in shared mode: what a
-  client saw is on disk (WAL, synchronous=NORMAL: survives a process crash).
+  A written entry survives a crash of the process (kill -9), the same class as WAL with
+  synchronous=NORMAL, which the tables use: a power loss may drop the last few.
+* a folder thread applies the written entries to the tables every FOLD_EVERY seconds (or
+  FOLD_MAX entries) in one transaction, which also records how far into the journal the tables
+  are. At open, entries past that position are folded first, then a new journal is started
+  (policy.counters.sqlite_exclusive._Journal). A frame torn by a crash ends the journal: its
+  charge was never answered.
 * request ids live in SQLite (24 h of them do not fit in memory); only ids whose entry is not
-  committed yet are kept in memory, where charges and recalls look first.
+  folded yet are kept in memory, where charges and recalls look first.
 
-Memory stays bounded: counters whose last change is committed may be dropped from the cache at
-any time (they are read again from the file), and the cache is trimmed to `cache_max` counters.
+Memory stays bounded: counters whose last change is folded may be dropped from the cache at any
+time (they are read again from the file), and the cache is trimmed to `cache_max` counters; at
+most UNFOLDED_MAX entries wait for the folder (beyond, charges are refused until it catches up).
 
-If a group's commit fails, every charge not yet committed fails (CounterStoreError: the caller
-answers UNAVAILABLE, the client retries with the same request id) and the caches are dropped,
-so the next charge starts again from what the file holds: nothing half-applied is ever trusted.
+If a journal write fails, every charge not yet written fails (CounterStoreError: the caller
+answers UNAVAILABLE, the client retries with the same request id), and memory is no longer
+trusted: charges wait (up to RECOVER_WAIT, then fail the same way) until the folder has folded
+every entry written before and started a new journal; then memory is dropped and read again from
+the file. Nothing half-applied is ever trusted. A fold that fails (the file locked, disk full)
+changes nothing: its entries stay in the journal and in memory and the folder tries again.
 """
 from __future__ import annotations
 
+import json
+import marshal
+import os
 import sqlite3
+import struct
 import threading
 import time
+import zlib
 
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
@@ -39,17 +55,25 @@ from ..sqlite_wal import Checkpointer
 from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, open_connection
 from .walk import Walk, bucket_ranges
 
-CACHE_MAX = 200_000        # counters (bases) kept in memory; committed ones beyond it are dropped
-PAGE_SIZE = 4096           # new files only: groups write many rows per commit. Batches of 100 (the
-                           # front-end's EvaluateBatch path): median 34 against 46 CPU us per charge
-                           # with 1 KB pages; a lone unary caller pays the other way (162 against
-                           # 122): bench/counters_micro.py, 3-4 runs each, load average 4-6
-LEAD_ROUNDS = 4            # groups one committing thread commits back to back before waking waiters
-GROUP_MAX = 1000           # entries queued that make the charging thread commit them at once
+CACHE_MAX = 200_000        # counters (bases) kept in memory; folded ones beyond it are dropped
+PAGE_SIZE = 4096           # new files only: folds write many rows per transaction
+LEAD_ROUNDS = 4            # groups one writing thread writes back to back before waking waiters
+GROUP_MAX = 1000           # entries queued that make the charging thread write them at once
 BASES_PER_READ = 200       # bases per SELECT when a charge needs counters not in memory
+FOLD_EVERY = 1.0           # seconds between folds of the journal into the tables
+FOLD_MAX = 20000           # entries written that wake the folder before FOLD_EVERY
+FOLD_RETRY = 0.1           # seconds before the folder tries a failed fold again
+UNFOLDED_MAX = 200_000     # entries written but not folded beyond which charges are refused
+RECOVER_WAIT = 1.0         # seconds a charge waits for memory to be trusted again (see above)
+ROTATE_BYTES = 64 << 20    # journal size at which the folder starts a new one
+JOURNAL_SUFFIX = ".charges"
+
+_MAGIC = b"SMSPJRN1"
+_HEADER = struct.Struct("<8sQ")   # magic, epoch
+_FRAME = struct.Struct("<II")     # payload length, CRC-32 of the payload
 
 # as shared mode's upsert: expires_at is set when the bucket is created (its window fixes it);
-# updating it too would rewrite the expiry index entry of every counter at every commit
+# updating it too would rewrite the expiry index entry of every counter at every fold
 _UPSERT = ("INSERT INTO counters (base, bucket, value, expires_at) VALUES (?, ?, ?, ?) "
            "ON CONFLICT (base, bucket) DO UPDATE SET value = value + excluded.value")
 _REQUEST = "INSERT OR REPLACE INTO requests (id, record, response, expires_at) VALUES (?, ?, ?, ?)"
@@ -60,27 +84,49 @@ _DEBIT = "UPDATE balances SET balance = balance + ? WHERE account = ?"
 _TOP_UP = ("INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (account) "
            "DO UPDATE SET balance = balance + excluded.balance")
 _OPENING = "INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (account) DO NOTHING"
+# a fold's rows as one JSON array (and its answers as one BLOB): see _fold
+_FOLD_COUNTERS = ("INSERT INTO counters (base, bucket, value, expires_at) "
+                  "SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) WHERE true "
+                  "ON CONFLICT (base, bucket) DO UPDATE SET value = value + excluded.value")
+_FOLD_REQUESTS = ("INSERT OR REPLACE INTO requests (id, record, response, expires_at) "
+                  "SELECT value->>0, value->>1, CASE WHEN value->>2 IS NULL THEN NULL "
+                  "ELSE substr(?2, value->>2, value->>3) END, value->>4 FROM json_each(?1)")
+_FOLD_REMEMBERS = ("INSERT INTO requests (id, record, response, expires_at) "
+                   "SELECT value->>0, NULL, substr(?2, value->>1, value->>2), value->>3 FROM json_each(?1) "
+                   "WHERE true ON CONFLICT (id) DO UPDATE SET response = excluded.response, "
+                   "expires_at = max(expires_at, excluded.expires_at)")
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_DEBIT_OP, _TOP_UP_OP, _OPENING_OP = 0, 1, 2
+_BALANCE_SQL = (_DEBIT, _TOP_UP, _OPENING)
+_STATE_SCHEMA = ("CREATE TABLE IF NOT EXISTS journal_state (id INTEGER PRIMARY KEY CHECK (id = 0), "
+                 "epoch INTEGER NOT NULL, position INTEGER NOT NULL)")
+_STATE = ("INSERT INTO journal_state (id, epoch, position) VALUES (0, ?, ?) ON CONFLICT (id) "
+          "DO UPDATE SET epoch = excluded.epoch, position = excluded.position")
+_BASES = "SELECT DISTINCT base FROM counters"
+_IDS = "SELECT id FROM requests"
 
 
 class _Filter:
-    """Which counter bases the file may hold (a Bloom filter: no false "absent").
+    """Which keys (counter bases, request ids) the file may hold: a Bloom filter, no false
+    "absent".
 
-    Most charges touch counters nobody used yet (per-number limits, new numbers): without this
-    each such base cost a SELECT that finds nothing. Built from the file at open (one scan of
-    the counters' primary key), every base a charge adds to goes in; rebuilt twice as large
-    when it fills, so false "present" answers (a SELECT that finds nothing, as before) stay rare.
+    Most charges touch counters nobody used yet (per-number limits, new numbers), and every new
+    request id is unknown: without this each cost a SELECT that finds nothing. Built from the
+    file at open (one scan of a primary key), every key a charge adds goes in; rebuilt twice as
+    large when it fills, so false "present" answers (a SELECT that finds nothing) stay rare.
     """
 
-    def __init__(self, conn, expected: int = 0):
+    def __init__(self, conn, query: str, expected: int = 0):
+        self.query = query
         self.capacity = max(1 << 16, 2 * expected)
-        self.mask = (1 << max(20, (self.capacity * 10).bit_length())) - 1  # >= 10 bits per base
+        self.mask = (1 << max(20, (self.capacity * 10).bit_length())) - 1  # >= 10 bits per key
         self.bits = bytearray((self.mask >> 3) + 1)
         self.count = 0
-        for (base,) in conn.execute("SELECT DISTINCT base FROM counters"):
-            self.add(base)
+        for (key,) in conn.execute(query):
+            self.add(key)
 
-    def add(self, base: str) -> None:
-        h = hash(base)
+    def add(self, key: str) -> None:
+        h = hash(key)
         step = (h >> 32) | 1
         bits, mask = self.bits, self.mask
         for i in (0, 1, 2):
@@ -88,8 +134,8 @@ class _Filter:
             bits[p >> 3] |= 1 << (p & 7)
         self.count += 1
 
-    def __contains__(self, base: str) -> bool:
-        h = hash(base)
+    def __contains__(self, key: str) -> bool:
+        h = hash(key)
         step = (h >> 32) | 1
         bits, mask = self.bits, self.mask
         for i in (0, 1, 2):
@@ -104,7 +150,8 @@ class _Filter:
 
 
 class _Entry:
-    __slots__ = ("gen", "request", "remember", "counters", "balance_sql", "balance_args", "clock")
+    """One charge (or remember, top-up, opening balance) as the journal holds it."""
+    __slots__ = ("gen", "clock", "request", "remember", "counters", "balance", "data", "end")
 
     def __init__(self, gen, clock):
         self.gen = gen
@@ -112,8 +159,114 @@ class _Entry:
         self.request = None        # (id, record, response, expires_at)
         self.remember = None       # (id, response, expires_at)
         self.counters = ()         # [(base, bucket, amount, expires_at)]
-        self.balance_sql = None
-        self.balance_args = None
+        self.balance = None        # (op, account, amount)
+        self.data = b""            # the journal frame
+        self.end = 0               # journal offset after this entry (set on the last of a write)
+
+    def seal(self) -> None:
+        payload = marshal.dumps((self.clock, self.request, self.remember, self.counters, self.balance))
+        self.data = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+    @classmethod
+    def load(cls, payload: bytes) -> "_Entry":
+        entry = cls(0, 0)
+        entry.clock, entry.request, entry.remember, entry.counters, entry.balance = marshal.loads(payload)
+        return entry
+
+
+class _Journal:
+    """`<counter file>.charges`: the entries written since the last fold, one frame each
+    (length, CRC-32, marshal payload) after a header naming its epoch.
+
+    The SQLite file records (epoch, position): every entry of that epoch's journal before
+    `position` is folded in. A journal of another epoch is entirely folded (a new epoch is
+    recorded in the same transaction that folds the whole old journal, before the new file
+    replaces it). A frame cut short or with a wrong CRC ends the journal: a write the crash
+    interrupted, whose charges were never answered.
+    """
+
+    def __init__(self, path: str):
+        self.path = path + JOURNAL_SUFFIX
+        self.fd: int | None = None
+        self.size = 0
+        self.epoch = 0
+        self.broken: str | None = None   # set after a failed append: nothing more goes to this file
+
+    def read_tail(self, epoch: int, position: int) -> list[_Entry]:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        if len(data) < _HEADER.size:
+            return []   # a new journal whose header never made it: it held nothing
+        magic, file_epoch = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise CounterStoreError(f"{self.path}: not a counter journal (bad header); "
+                                    f"move it away only if the counter file is known to be complete")
+        if file_epoch != epoch:
+            return []
+        pos, end, entries = max(position, _HEADER.size), len(data), []
+        while pos + _FRAME.size <= end:
+            n, crc = _FRAME.unpack_from(data, pos)
+            body = data[pos + _FRAME.size:pos + _FRAME.size + n]
+            if len(body) < n or zlib.crc32(body) != crc:
+                break
+            entries.append(_Entry.load(body))
+            pos += _FRAME.size + n
+        return entries
+
+    def start(self, epoch: int) -> None:
+        """Replace the journal by an empty one of `epoch` (the caller recorded the epoch first)."""
+        tmp = self.path + ".new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, _HEADER.pack(_MAGIC, epoch))
+            os.rename(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self.fd = self.fd, fd
+        self.size, self.epoch, self.broken = _HEADER.size, epoch, None
+        if old is not None:
+            os.close(old)
+
+    def append(self, data: bytes) -> None:
+        if self.broken:
+            raise OSError(f"the journal is being replaced after a failed write ({self.broken})")
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, view[done:])
+        except OSError as exc:
+            # a torn frame would end the journal at replay, hiding every later one: no more
+            # appends to this file; the folder starts a new journal
+            self.broken = str(exc)
+            raise
+        self.size += len(data)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class _NoJournal(_Journal):
+    """":memory:" files: nothing survives the process anyway."""
+
+    def __init__(self):
+        super().__init__(":memory:")
+
+    def read_tail(self, epoch, position):
+        return []
+
+    def start(self, epoch):
+        self.size, self.epoch, self.broken = _HEADER.size, epoch, None
+
+    def append(self, data):
+        if self.broken:
+            raise OSError(self.broken)
+        self.size += len(data)
 
 
 class ExclusiveSqliteCounterStore:
@@ -126,31 +279,57 @@ class ExclusiveSqliteCounterStore:
         self.idempotency_ttl = idempotency_ttl
         self.cache_max = cache_max
         self._owner = owner.hold(path, exclusive=True)
+        self._read = self._write = None
+        self._since_sweep = 0
         try:
-            # One connection reads (under the store lock) and commits groups (outside it, one
-            # committer at a time; SQLite serializes the calls). With a second connection for the
-            # writer every commit invalidated the reader's page cache: 105-119 against 164-188
-            # CPU us per unary charge, 45-55 against 64-73 in batches of 100 (same run).
-            self._read = self._write = open_connection(path, busy_timeout_ms, PAGE_SIZE)
+            # the folder writes on its own connection, so charges read only committed state
+            # (never a fold half done); a fold every FOLD_EVERY seconds costs the reader's
+            # page cache little
+            self._read = open_connection(path, busy_timeout_ms, PAGE_SIZE)
+            self._write = open_connection(path, busy_timeout_ms, PAGE_SIZE) if path != ":memory:" else self._read
+            self._journal = _Journal(path) if path != ":memory:" else _NoJournal()
+            self._replay()
         except BaseException:
+            for conn in {id(c): c for c in (self._read, self._write) if c is not None}.values():
+                conn.close()
             self._owner.release()
             raise
-        self._filter = _Filter(self._read)
+        self._filter = _Filter(self._read, _BASES)
+        self._ids = _Filter(self._read, _IDS)
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._cond = threading.Condition(self._lock)       # waiters for the journal
+        self._fold_cond = threading.Condition(self._lock)  # the folder
         self._values: dict[str, dict[int, int]] = {}   # base -> {bucket: value}
         self._touched: dict[str, int] = {}             # base -> gen of its last change
         self._balances: dict[str, int | None] = {}
-        self._pending: dict[str, list] = {}            # request id -> [record, response, gen]
-        self._queue: list[_Entry] = []
+        self._pending: dict[str, list] = {}            # request id -> [record, response, gen], until folded
+        self._queue: list[_Entry] = []                 # charged, not yet in the journal
+        self._unfolded: list[_Entry] = []              # in the journal, not yet in SQLite
         self._gen = 0
-        self._committed = 0
+        self._durable = 0                              # every entry up to this gen is written (or failed)
+        self._folded = 0                               # every entry up to this gen is in SQLite
         self._failed: list[tuple[int, int, str]] = []  # (first gen, last gen, why)
         self._closing = False
-        self._committing = False                       # a thread is committing a group right now
-        self._since_sweep = 0
+        self._committing = False                       # a thread holds the journal (writing, or replacing it)
+        self._folding = False
+        self._hurry = False                            # someone waits for a fold: do not sleep first
+        self._stale = False                            # a write failed: memory waits for the file to catch up
+        self._rotate = False                           # the folder must start a new journal
+        self._fold_error: str | None = None
+        self._folder = threading.Thread(target=self._fold_loop, name="counter-fold", daemon=True)
+        self._folder.start()
         # the WAL is folded into the file off the charge path (policy.sqlite_wal)
         self._checkpointer = Checkpointer(path, busy_timeout_ms / 1000) if path != ":memory:" else None
+
+    def _replay(self) -> None:
+        """Fold what the journal holds past the recorded position, then start a new journal."""
+        conn = self._write
+        conn.execute(_STATE_SCHEMA)
+        row = conn.execute("SELECT epoch, position FROM journal_state WHERE id = 0").fetchone()
+        epoch, position = row if row else (0, 0)
+        entries = self._journal.read_tail(epoch, position)
+        self._fold(entries, epoch + 1, _HEADER.size)
+        self._journal.start(epoch + 1)
 
     # --- charging -------------------------------------------------------------------------
 
@@ -160,6 +339,7 @@ class ExclusiveSqliteCounterStore:
         clock = int(now)
         with self._cond:
             self._usable()
+            self._make_room()
             try:
                 prior = self._known(request_id, clock)
                 if prior is not None:
@@ -185,8 +365,8 @@ class ExclusiveSqliteCounterStore:
         if missing:
             self._load(missing)
             if self._filter.full:
-                rebuilt = _Filter(self._read, self._filter.count)
-                for base in values:  # among them every base whose first rows are not committed yet
+                rebuilt = _Filter(self._read, _BASES, self._filter.count)
+                for base in values:  # among them every base whose first rows are not folded yet
                     rebuilt.add(base)
                 self._filter = rebuilt
         stored = {}
@@ -210,7 +390,7 @@ class ExclusiveSqliteCounterStore:
             elif debit:
                 self._balances[debit_account] = balance - debit
                 result.balance_after = balance - debit
-                entry.balance_sql, entry.balance_args = _DEBIT, (-debit, debit_account)
+                entry.balance = (_DEBIT_OP, debit_account, -debit)
         response = answer(result) if answer is not None else None
         rec = record.encode(result)
         entry.request = (request_id, rec, response, clock + self.idempotency_ttl)
@@ -222,13 +402,14 @@ class ExclusiveSqliteCounterStore:
             for key, amount in walk.adds.items():
                 base, _, bucket = reads[key]
                 buckets = values[base]
-                if not buckets:  # maybe a new base: it will be on file once committed
+                if not buckets:  # maybe a new base: it will be on file once folded
                     known.add(base)
                 buckets[bucket] = buckets.get(bucket, 0) + amount
                 touched[base] = gen
                 rows.append((base, bucket, amount, clock + walk.ttls[key]))
             entry.counters = rows
         self._pending[request_id] = [rec, response, entry.gen]
+        self._add_id(request_id)
         result.durable = entry.gen
         self._enqueue(entry)
         return result
@@ -252,14 +433,14 @@ class ExclusiveSqliteCounterStore:
                 values[base][bucket] = value
 
     def _trim(self, room: int) -> None:
-        """Drop committed counters, oldest loaded first, until `room` more fit under cache_max."""
+        """Drop folded counters, oldest loaded first, until `room` more fit under cache_max."""
         target = max(0, int(self.cache_max * 0.9) - room)
-        committed = self._committed
+        folded = self._folded
         touched = self._touched
         for base in list(self._values):
             if len(self._values) <= target:
                 break
-            if touched.get(base, 0) <= committed:
+            if touched.get(base, 0) <= folded:
                 del self._values[base]
                 touched.pop(base, None)
 
@@ -269,39 +450,83 @@ class ExclusiveSqliteCounterStore:
             self._balances[account] = None if row is None else row[0]
         return self._balances[account]
 
+    def _add_id(self, request_id: str) -> None:
+        ids = self._ids
+        ids.add(request_id)
+        if ids.full:
+            rebuilt = _Filter(self._read, _IDS, ids.count)
+            for rid in self._pending:  # the ids not folded yet
+                rebuilt.add(rid)
+            self._ids = rebuilt
+
     def _known(self, request_id: str, clock: int):
         """(record, response, gen) of a request id charged or remembered before, else None."""
         pending = self._pending.get(request_id)
         if pending is not None:
             rec, response, gen = pending
-            if rec is None:  # only an answer remembered since the last commit: the record is on file
+            if rec is None:  # only an answer remembered since the last fold: the record is on file
                 row = self._read.execute("SELECT record FROM requests WHERE id = ?", (request_id,)).fetchone()
                 rec = row[0] if row else None
             return (rec or "", response, gen)
+        if request_id not in self._ids:
+            return None
         row = self._read.execute(
             "SELECT coalesce(record, ''), response FROM requests WHERE id = ? AND expires_at >= ?",
             (request_id, clock)).fetchone()
         return None if row is None else (row[0], row[1], 0)
 
     def _usable(self) -> None:
+        """Refuse (CounterStoreError) while memory cannot be trusted: after a failed journal
+        write until the folder has caught up and memory is dropped, or while the file lags too
+        far behind. Waits up to RECOVER_WAIT for that. Call with the lock held."""
         if self._closing:
             raise CounterStoreError(f"{self.path}: the counter store is closed")
+        if not self._stale and len(self._unfolded) <= UNFOLDED_MAX:
+            return
+        deadline = time.monotonic() + RECOVER_WAIT
+        self._wake_folder()
+        while self._stale or len(self._unfolded) > UNFOLDED_MAX:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closing:
+                raise CounterStoreError(
+                    f"{self.path}: the counter journal cannot be written or folded now, nothing "
+                    f"applied; retrying with the same request id is safe: "
+                    f"{self._fold_error or 'the folder is catching up'}")
+            self._cond.wait(left)
+
+    def _wake_folder(self) -> None:
+        self._hurry = True
+        self._fold_cond.notify()
+
+    def _make_room(self) -> None:
+        """With the cache full of counters whose changes are not folded yet (so not droppable),
+        have the folder fold what is written and wait for it (bounded): the cache stays near
+        cache_max. Call with the lock held, before deciding anything."""
+        if len(self._values) < self.cache_max or self._folded >= self._durable:
+            return
+        target, deadline = self._durable, time.monotonic() + RECOVER_WAIT
+        self._wake_folder()
+        while self._folded < target and (self._unfolded or self._folding) and not self._fold_error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return  # the cache overshoots its bound for a while rather than fail a charge
+            self._cond.wait(left)
 
     def _enqueue(self, entry: _Entry) -> None:
+        entry.seal()
         self._queue.append(entry)
 
     def wait_durable(self, token: int) -> None:
-        """Return once the journal entry `token` (ChargeResult.durable) is committed; raise
-        CounterStoreError if its group failed to commit (nothing of it was applied).
+        """Return once the journal entry `token` (ChargeResult.durable) is written; raise
+        CounterStoreError if its write failed (nothing of it was applied).
 
-        Group commit without a writer thread: a waiter finding nobody committing commits
-        everything queued itself (the leader); waiters arriving meanwhile wait for the leader,
-        and the next of them commits what queued up during that commit, and so on. A writer
-        thread was measured first: its hand-offs under the GIL cost a lone caller two thread
-        wake-ups per charge (165-188 us CPU per unary charge against a commit's own cost)
-        and, running beside a busy request thread, slowed each of that thread's GIL releases.
+        Group write without a writer thread: a waiter finding nobody writing writes everything
+        queued itself (the leader), in one os.write; waiters arriving meanwhile wait for the
+        leader, and the next of them writes what queued up during that write, and so on. A
+        writer thread was measured first: its hand-offs under the GIL cost a lone caller two
+        thread wake-ups per charge.
         """
-        if not token or token <= self._committed and not self._failed:
+        if not token or token <= self._durable and not self._failed:
             return
         while True:
             with self._cond:
@@ -311,16 +536,16 @@ class ExclusiveSqliteCounterStore:
                             raise CounterStoreError(
                                 f"{self.path}: the charge could not be committed, nothing applied; "
                                 f"retrying with the same request id is safe: {why}")
-                    if token <= self._committed:
+                    if token <= self._durable:
                         return
                     if not self._committing:
                         break
                     self._cond.wait()
                 group = self._take()
-            self._commit_group(group)
+            self._write_group(group)
 
     def _take(self) -> list:
-        """The queued entries, for this thread to commit (call with the lock held)."""
+        """The queued entries, for this thread to write (call with the lock held)."""
         group, self._queue = self._queue, []
         self._committing = True
         return group
@@ -332,73 +557,177 @@ class ExclusiveSqliteCounterStore:
             if not self._queue:
                 return
             group = self._take()
-        self._commit_group(group)
+        self._write_group(group)
 
-    def _commit_group(self, group: list) -> None:
-        if not group:  # (a failure just dropped the queue)
-            with self._cond:
-                self._committing = False
-                self._cond.notify_all()
-            return
+    def _write_group(self, group: list) -> None:
+        journal = self._journal
         for round_ in range(LEAD_ROUNDS):
-            try:
-                self._commit(self._write, group)
-            except Exception as exc:  # noqa: BLE001 - every waiter of the group learns why
-                self._fail(group, exc)
-                return
+            if group:
+                try:
+                    journal.append(group[0].data if len(group) == 1 else b"".join([e.data for e in group]))
+                except Exception as exc:  # noqa: BLE001 - every waiter of the group learns why
+                    self._fail(group, exc)
+                    return
             with self._cond:
-                last = group[-1].gen
-                self._committed = last
-                pending = self._pending
-                for e in group:
-                    req = e.request or e.remember
-                    if req is not None:
-                        p = pending.get(req[0])
-                        if p is not None and p[2] <= last:
-                            del pending[req[0]]
+                if group:
+                    group[-1].end = journal.size
+                    self._durable = group[-1].gen
+                    self._unfolded.extend(group)
+                    if len(self._unfolded) >= FOLD_MAX:
+                        self._wake_folder()
                 if self._queue and round_ < LEAD_ROUNDS - 1:
-                    # what queued up during this commit (other threads' charges, their callers
-                    # now waiting): committed by this thread at once, the waiters woken once
-                    # for all, instead of each commit waking every waiter under the GIL
+                    # what queued up during this write (other threads' charges, their callers
+                    # now waiting): written by this thread at once, the waiters woken once
                     group, self._queue = self._queue, []
                     continue
                 self._committing = False
                 self._cond.notify_all()
                 return
 
-    def _commit(self, conn, group: list[_Entry]) -> None:
-        requests, remembers, balances = [], [], []
-        # one row per counter bucket and group: a batch's messages mostly share the account's
-        # and the channel's counters, so a group writes far fewer rows than it has increments
+    def _fail(self, group: list[_Entry], exc: Exception) -> None:
+        """The group is lost, and so is everything queued after it (decided on top of it): fail
+        them all. Memory is not trusted again until the folder has folded every entry written
+        before them and started a new journal; then it is dropped and read from the file."""
+        with self._cond:
+            self._queue = []
+            self._failed.append((group[0].gen, self._gen, str(exc)))
+            del self._failed[:-32]
+            self._durable = max(self._durable, self._gen)  # nothing older is still in flight
+            self._stale = True
+            self._rotate = True
+            self._committing = False
+            self._fold_error = f"journal write failed: {exc}"
+            self._cond.notify_all()
+            self._wake_folder()
+
+    # --- folding the journal into SQLite ---------------------------------------------------
+
+    def _fold_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._fold_error:
+                    self._fold_cond.wait(FOLD_RETRY)
+                elif not (self._closing or self._rotate or self._hurry or len(self._unfolded) >= FOLD_MAX):
+                    self._fold_cond.wait(FOLD_EVERY)
+                self._hurry = False
+                closing = self._closing
+                rotate = self._rotate or self._journal.size > ROTATE_BYTES
+                if closing and not self._unfolded and not rotate:
+                    return
+                if rotate:  # nobody may write the old journal once its last entries are taken
+                    while self._committing:
+                        self._cond.wait()
+                    self._committing = True
+                group, self._unfolded = self._unfolded, []
+                self._folding = True
+            error = None
+            if group or rotate:
+                epoch = self._journal.epoch + 1 if rotate else self._journal.epoch
+                try:
+                    self._fold(group, epoch, _HEADER.size if rotate else group[-1].end)
+                except Exception as exc:  # noqa: BLE001 - the entries stay in the journal and in memory
+                    error = f"folding the journal into the counter file failed: {exc}"
+                    with self._cond:
+                        self._unfolded[:0] = group
+                        group = []
+                if error is None and rotate:
+                    try:
+                        self._journal.start(epoch)
+                    except Exception as exc:  # noqa: BLE001 - appends stay refused until it works
+                        self._journal.broken = self._journal.broken or str(exc)
+                        error = f"starting a new counter journal failed: {exc}"
+            elif not self._fold_error:
+                with self._cond:
+                    self._folding = False
+                continue
+            with self._cond:
+                if group:
+                    last = group[-1].gen
+                    self._folded = last
+                    pending = self._pending
+                    for e in group:
+                        req = e.request or e.remember
+                        if req is not None:
+                            p = pending.get(req[0])
+                            if p is not None and p[2] <= last:
+                                del pending[req[0]]
+                if rotate:
+                    self._committing = False
+                    if error is None:
+                        self._rotate = False
+                        if self._stale:  # every entry written is folded: the file is the truth
+                            self._values.clear()
+                            self._touched.clear()
+                            self._balances.clear()
+                            self._pending.clear()
+                            self._stale = False
+                self._folding = False
+                self._fold_error = error
+                self._cond.notify_all()
+                if closing and error is not None:
+                    return  # what is left is in the journal: the next open folds it
+
+    def _fold(self, group: list[_Entry], epoch: int, position: int) -> None:
+        """Apply `group` to the SQLite tables and record the journal position, in one transaction.
+
+        Rows go in as one JSON array per table (json_each), answers as one BLOB they slice:
+        a handful of statements per fold, each one sqlite3 call with the GIL released for all
+        of its rows. executemany takes the GIL back between rows, and next to a busy request
+        thread each row waited out a GIL switch interval (5 ms): one fold of 5,000 rows ran
+        for seconds instead of 60 ms (bench/counters_micro.py, fold rows).
+        """
+        conn = self._write
+        requests, remembers, blobs = [], [], []
+        debits: dict[str, int] = {}
+        balances = []
+        size = 1   # substr() counts from 1
+        # one row per counter bucket and fold: a fold's charges mostly share the account's and
+        # the channel's counters, so it writes far fewer rows than it has increments
         deltas: dict[tuple[str, int], list[int]] = {}
         for e in group:
             if e.request is not None:
-                requests.append(e.request)
+                rid, rec, response, expires = e.request
+                if response is None:
+                    requests.append((rid, rec, None, 0, expires))
+                else:
+                    requests.append((rid, rec, size, len(response), expires))
+                    blobs.append(response)
+                    size += len(response)
             if e.remember is not None:
-                remembers.append(e.remember)
+                rid, response, expires = e.remember
+                remembers.append((rid, size, len(response), expires))
+                blobs.append(response)
+                size += len(response)
             for base, bucket, amount, expires in e.counters:
                 d = deltas.get((base, bucket))
                 if d is None:
                     deltas[(base, bucket)] = [amount, expires]
                 else:
                     d[0] += amount
-            if e.balance_sql is not None:
-                balances.append((e.balance_sql, e.balance_args))
+            if e.balance is not None:
+                op, account, amount = e.balance
+                if op == _DEBIT_OP:  # debits are deltas: one per account, after the rows below
+                    debits[account] = debits.get(account, 0) + amount
+                else:  # openings and top-ups precede any debit of their account in memory too
+                    balances.append((_BALANCE_SQL[op], (account, amount)))
         counters = [(base, bucket, amount, expires) for (base, bucket), (amount, expires) in deltas.items()]
+        blob = b"".join(blobs)
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._since_sweep += len(requests) + len(counters)
-            if self._since_sweep >= SWEEP_EVERY:
+            if group and self._since_sweep >= SWEEP_EVERY:
                 self._sweep(conn, max(e.clock for e in group))
             if counters:
-                conn.executemany(_UPSERT, counters)
-            if balances:
-                for sql, args in balances:  # in charge order: a top-up before a debit stays before it
-                    conn.execute(sql, args)
+                conn.execute(_FOLD_COUNTERS, (_json(counters),))
+            for sql, args in balances:
+                conn.execute(sql, args)
+            if debits:
+                conn.executemany(_DEBIT, [(amount, account) for account, amount in debits.items()])
             if requests:
-                conn.executemany(_REQUEST, requests)
+                conn.execute(_FOLD_REQUESTS, (_json(requests), blob))
             if remembers:
-                conn.executemany(_REMEMBER, remembers)
+                conn.execute(_FOLD_REMEMBERS, (_json(remembers), blob))
+            conn.execute(_STATE, (epoch, position))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -406,30 +735,11 @@ class ExclusiveSqliteCounterStore:
             raise
 
     def _sweep(self, conn, clock: int) -> None:
-        gone = conn.execute("SELECT base, bucket FROM counters WHERE expires_at < ? LIMIT ?",
-                            (clock, SWEEP_BATCH)).fetchall()
-        conn.executemany("DELETE FROM counters WHERE base = ? AND bucket = ?", gone)
-        ids = conn.execute("SELECT id FROM requests WHERE expires_at < ? LIMIT ?",
-                           (clock, SWEEP_BATCH)).fetchall()
-        conn.executemany("DELETE FROM requests WHERE id = ?", ids)
+        conn.execute("DELETE FROM counters WHERE (base, bucket) IN (SELECT base, bucket FROM counters "
+                     "WHERE expires_at < ? LIMIT ?)", (clock, SWEEP_BATCH))
+        conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE expires_at < ? "
+                     "LIMIT ?)", (clock, SWEEP_BATCH))
         self._since_sweep = 0
-
-    def _fail(self, group: list[_Entry], exc: Exception) -> None:
-        """The group is lost, and so is everything queued after it (decided on top of it): fail
-        them all and forget what memory believed, so the next charge reads the file again."""
-        with self._cond:
-            lost = self._queue
-            self._queue = []
-            self._failed.append((group[0].gen, self._gen, str(exc)))
-            del self._failed[:-32]
-            self._committed = max(self._committed, self._gen)  # nothing older is still in flight
-            self._values.clear()
-            self._touched.clear()
-            self._balances.clear()
-            self._pending.clear()
-            del lost
-            self._committing = False
-            self._cond.notify_all()
 
     # --- the rest of the interface --------------------------------------------------------
 
@@ -443,6 +753,7 @@ class ExclusiveSqliteCounterStore:
             entry.remember = (request_id, response, clock + ttl_seconds)
             p = self._pending.get(request_id)
             self._pending[request_id] = [p[0] if p else None, response, entry.gen]
+            self._add_id(request_id)
             self._enqueue(entry)
         self.wait_durable(entry.gen)
 
@@ -471,7 +782,7 @@ class ExclusiveSqliteCounterStore:
             self._balances[account] = (have or 0) + amount
             self._gen += 1
             entry = _Entry(self._gen, int(time.time()))
-            entry.balance_sql, entry.balance_args = _TOP_UP, (account, amount)
+            entry.balance = (_TOP_UP_OP, account, amount)
             self._enqueue(entry)
             after = self._balances[account]
         self.wait_durable(entry.gen)
@@ -486,7 +797,7 @@ class ExclusiveSqliteCounterStore:
             self._balances[account] = amount
             self._gen += 1
             entry = _Entry(self._gen, int(time.time()))
-            entry.balance_sql, entry.balance_args = _OPENING, (account, amount)
+            entry.balance = (_OPENING_OP, account, amount)
             self._enqueue(entry)
         self.wait_durable(entry.gen)
         return True
@@ -496,6 +807,7 @@ class ExclusiveSqliteCounterStore:
         out = {}
         with self._cond:
             self._usable()
+            self._make_room()
             split = [(k, *k.rpartition(":")[::2]) for k in keys]
             missing = {base for _, base, _ in split if base not in self._values}
             if missing:
@@ -504,17 +816,37 @@ class ExclusiveSqliteCounterStore:
                 out[key] = self._values[base].get(int(bucket), 0)
         return out
 
+    def fold_now(self, timeout: float = 10.0) -> bool:
+        """Wait until every entry written so far is folded into the SQLite file; False on timeout
+        (for tools and tests that read the file directly)."""
+        deadline = time.monotonic() + timeout
+        self._flush()
+        with self._cond:
+            target = self._durable
+            while self._folded < target and (self._unfolded or self._folding):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake_folder()
+                self._cond.wait(min(left, FOLD_RETRY))
+            return True
+
     def close(self) -> None:
-        self._flush()  # everything charged gets committed
+        self._flush()  # everything charged gets written
         with self._cond:
             if self._closing:
                 return
             self._closing = True
+            self._fold_cond.notify()
+        self._folder.join()  # folds what is left (or leaves it in the journal if it cannot)
         if self._checkpointer is not None:
             self._checkpointer.close()
         with self._cond:
             while self._committing:
                 self._cond.wait()
+            if self._write is not self._read:
+                self._write.close()
             self._read.close()
+            self._journal.close()
             self._cond.notify_all()
         self._owner.release()

@@ -1,15 +1,23 @@
-"""Every query filter, alone and combined, over the logs of two daemons."""
+"""Every query filter, alone and combined, over the logs of two daemons: in format /1, and in
+format /2 with the account and number indexes not filled yet (every record in the tail the
+queries search apart), filled for part of a file, and filled for all of it."""
 from __future__ import annotations
 
 import pytest
 
+from policy.audit import decision_log
 from policy.audit.query import query
+from policy.audit.schema import FORMAT_V1, FORMAT_V2
 
-from .conftest import BASE_TS, make_record, write
+from .conftest import BASE_TS, make_record, raw, write
+
+VARIANTS = {"v1": (FORMAT_V1, None), "v2-tail": (FORMAT_V2, None), "v2-mixed": (FORMAT_V2, 3),
+            "v2-indexed": (FORMAT_V2, 1)}
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def logs(tmp_path_factory, request):
+    fmt, every = VARIANTS[request.param]
     d = tmp_path_factory.mktemp("q")
     a = [  # daemon A: even seconds
         make_record(0, account="900001", code="MA:0001", rule="global-blacklist", version="v-1111"),
@@ -26,8 +34,17 @@ def logs(tmp_path_factory):
                     shadow="new-keywords", version="v-2222"),
         make_record(5, account="900002", code="MA:0022", rule="per-number-limit", version="v-2222"),
     ]
-    write(d / "a.db", a)
-    write(d / "b.db", b)
+    saved = decision_log.INDEX_EVERY
+    decision_log.INDEX_EVERY = every or 10**9
+    try:
+        for path, records in ((d / "a.db", a), (d / "b.db", b)):
+            write(path, records[:3], log_format=fmt)   # each write() is a daemon run
+            write(path, records[3:], log_format=fmt)
+    finally:
+        decision_log.INDEX_EVERY = saved
+    if fmt == FORMAT_V2:   # the variant is what it says: records indexed, and in the tail
+        indexed = raw(d / "a.db").execute("SELECT decisions_id FROM index_state").fetchone()[0]
+        assert indexed == {None: 0, 3: 3, 1: 4}[every]
     return [str(d / "a.db"), str(d / "b.db")]
 
 

@@ -2,6 +2,7 @@
 a failed group commit fails its charges cleanly."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -115,14 +116,18 @@ def test_cache_trimmed_to_its_bound_keeps_exact_counts(tmp_path):
     store.close()
 
 
-def test_a_failed_group_commit_fails_its_charges_and_the_retry_counts_once(tmp_path):
+def test_a_failed_journal_write_fails_its_charges_and_the_retry_counts_once(tmp_path):
     path = str(tmp_path / "c.db")
     store = ExclusiveSqliteCounterStore(path, busy_timeout_ms=50)
     store.set_opening_balance("900001", 10)
     p = plan(10)
     assert store.charge("r0", one(p), "900001", 1, NOW.timestamp()).ok_indexes == [0]
-    intruder = sqlite3.connect(path, isolation_level=None)  # ignores the owner lock, as a bug would
+    # the journal refuses writes (a real EBADF, as a full or failing disk would) and the file
+    # is locked (ignoring the owner lock, as a bug would), so memory cannot be resynced either
+    intruder = sqlite3.connect(path, isolation_level=None)
     intruder.execute("BEGIN IMMEDIATE")
+    good_fd = store._journal.fd
+    store._journal.fd = os.open(store._journal.path, os.O_RDONLY)
     errors = []
 
     def charge(i):
@@ -136,10 +141,11 @@ def test_a_failed_group_commit_fails_its_charges_and_the_retry_counts_once(tmp_p
         th.start()
     for th in threads:
         th.join(timeout=30)
-    assert len(errors) == 3 and all("nothing applied" in e for e in errors)
+    assert len(errors) == 3 and all("nothing applied" in e for e in errors), errors
+    os.close(good_fd)   # the store replaces the journal it could not write
     intruder.execute("ROLLBACK")
     intruder.close()
-    assert store.balance("900001") == 9  # memory forgot what was never committed
+    assert store.balance("900001") == 9  # memory forgot what was never written
     for i in (1, 2, 3):  # the front-end's retries
         res = store.charge(f"r{i}", one(p), "900001", 1, NOW.timestamp())
         assert not res.replayed and res.ok_indexes == [0]
@@ -148,6 +154,33 @@ def test_a_failed_group_commit_fails_its_charges_and_the_retry_counts_once(tmp_p
     store.close()
     reopened = ExclusiveSqliteCounterStore(path)
     assert reopened.peek([key]) == {key: 4} and reopened.balance("900001") == 6
+    reopened.close()
+
+
+def test_a_locked_counter_file_delays_the_fold_not_the_charges(tmp_path):
+    # (before the journal, a commit that found the file locked failed its charges)
+    path = str(tmp_path / "c.db")
+    store = ExclusiveSqliteCounterStore(path, busy_timeout_ms=50)
+    store.set_opening_balance("900001", 10)
+    p = plan(10)
+    intruder = sqlite3.connect(path, isolation_level=None)
+    intruder.execute("BEGIN IMMEDIATE")
+    for i in range(3):
+        assert store.charge(f"r{i}", one(p), "900001", 1, NOW.timestamp()).ok_indexes == [0]
+    assert not store.fold_now(timeout=0.5)  # the folder keeps trying
+    assert store.charge("r1", one(p), "900001", 1, NOW.timestamp()).replayed
+    intruder.execute("ROLLBACK")
+    intruder.close()
+    assert store.fold_now()
+    key = one(p)[0].increments[0].key
+    on_file = sqlite3.connect(path)
+    assert on_file.execute("SELECT balance FROM balances").fetchall() == [(7,)]
+    assert on_file.execute("SELECT count(*) FROM requests").fetchone() == (3,)
+    on_file.close()
+    assert store.peek([key]) == {key: 3}
+    store.close()
+    reopened = ExclusiveSqliteCounterStore(path)
+    assert reopened.peek([key]) == {key: 3} and reopened.balance("900001") == 7
     reopened.close()
 
 
