@@ -49,10 +49,13 @@ SUB_BUCKETS = 60
 EXPIRY_GRACE = 60
 
 
+_SUBJECT = {scope: i for i, scope in enumerate(SCOPE_TAG)}
+
+
 class LimitPlan:
     """The limits of one policy version, with the per-(account, channel) choice cached.
 
-    Build one per loaded PolicySet; it is immutable apart from its cache and safe to share
+    Build one per loaded PolicySet; it is immutable apart from its caches and safe to share
     between threads.
     """
 
@@ -61,6 +64,14 @@ class LimitPlan:
         for lim in self.limits:
             _check(lim)
         self._chosen: dict[tuple[str, str], tuple[Limit, ...]] = {}
+        # what a key needs of each limit, made once: (limit, subject kind, key prefix, window tag,
+        # counts segments, code)
+        self._parts = {id(lim): (lim, _SUBJECT[lim.scope], f"{SCOPE_TAG[lim.scope]}:{lim.id}:",
+                                 f":{lim.window}{lim.size}{'s' if lim.sliding else ''}",
+                                 lim.unit == "segments", lim.code) for lim in self.limits}
+        # windows of minute/hour/day limits at one whole second and UTC offset: every message of
+        # that second shares them. (second, offset, {id(limit): (bucket, start, ttl, span)})
+        self._windows: tuple = (None, None, {})
 
     def applicable(self, account_id: str, channel_id: str | None) -> tuple[Limit, ...]:
         channel = channel_id or ""
@@ -77,27 +88,38 @@ class LimitPlan:
             return []
         offset = _utc_offset(now)
         epoch = now.timestamp()
+        second = math.floor(epoch)
+        at, at_offset, windows = self._windows
+        if at != second or at_offset != offset:
+            windows = {}
+            self._windows = (second, offset, windows)  # one assignment: threads see old or new
         channel = channel_id or ""
+        parts = self._parts
         out = []
         for lim in limits:
-            scope = lim.scope
-            if scope == "account_number":
+            lim, kind, prefix, tag, by_segments, code = parts[id(lim)]
+            if kind == 0:
                 subject = f"{account_id}:{number}"
-            elif scope == "account":
+            elif kind == 1:
                 subject = account_id
-            elif scope == "account_number_content":
+            elif kind == 2:
                 subject = f"{account_id}:{number}:{content_hash}"
-            elif scope == "channel":
+            elif kind == 3:
                 subject = channel
-            elif scope == "channel_number":
+            elif kind == 4:
                 subject = f"{channel}:{number}"
             else:
                 subject = f"{channel}:{content_hash}"
-            bucket, start, ttl, span = _window(lim, now, epoch, offset)
-            out.append(Increment(
-                f"{SCOPE_TAG[scope]}:{lim.id}:{subject}:{lim.window}{lim.size}{'s' if lim.sliding else ''}:{bucket}",
-                segments if lim.unit == "segments" else 1,
-                lim.max, ttl, lim.id, lim.code, start, span))
+            if lim.window == "month":  # (its ttl counts from the exact `now`)
+                window = _window(lim, now, epoch, offset)
+            else:
+                window = windows.get(id(lim))
+                if window is None:
+                    window = windows[id(lim)] = _window(lim, now, epoch, offset)
+            bucket, start, ttl, span = window
+            base = prefix + subject + tag
+            out.append(Increment(f"{base}:{bucket}", segments if by_segments else 1,
+                                 lim.max, ttl, lim.id, code, start, span, base, bucket))
         return out
 
 

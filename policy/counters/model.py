@@ -12,7 +12,7 @@ class CounterStoreError(RuntimeError):
     request id is safe either way: it is applied at most once."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Increment:
     """One counter a recipient must fit into, and how much it adds.
 
@@ -20,7 +20,10 @@ class Increment:
     that expires with its window. A sliding window (`span` > 1) reads the sum of the `span`
     consecutive buckets ending at `key` (same prefix, indexes bucket-span+1 .. bucket) and adds
     only to `key`; see policy.counters.keys for the bucket widths. `span` is an addition to the
-    original contract; it defaults to 1 (fixed window).
+    original contract; it defaults to 1 (fixed window). `base` and `bucket`, when set, are `key`
+    split at its last ":" (LimitPlan sets them; stores then need not split the key again).
+    A plain slotted class, not frozen: a frozen dataclass's __init__ costs an object.__setattr__
+    per field, for every increment of every recipient.
     """
     key: str
     amount: int
@@ -30,6 +33,8 @@ class Increment:
     code: str
     window_start: int  # epoch seconds: start of the window the value is counted over
     span: int = 1
+    base: str = ""
+    bucket: int = 0
 
 
 @dataclass

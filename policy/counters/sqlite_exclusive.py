@@ -40,7 +40,6 @@ changes nothing: its entries stay in the journal and in memory and the folder tr
 """
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import sqlite3
@@ -48,6 +47,8 @@ import struct
 import threading
 import time
 import zlib
+
+import orjson
 
 from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
@@ -95,7 +96,11 @@ _FOLD_REMEMBERS = ("INSERT INTO requests (id, record, response, expires_at) "
                    "SELECT value->>0, NULL, substr(?2, value->>1, value->>2), value->>3 FROM json_each(?1) "
                    "WHERE true ON CONFLICT (id) DO UPDATE SET response = excluded.response, "
                    "expires_at = max(expires_at, excluded.expires_at)")
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _json(rows: list) -> str:
+    return orjson.dumps(rows).decode()
+
 _DEBIT_OP, _TOP_UP_OP, _OPENING_OP = 0, 1, 2
 _BALANCE_SQL = (_DEBIT, _TOP_UP, _OPENING)
 _STATE_SCHEMA = ("CREATE TABLE IF NOT EXISTS journal_state (id INTEGER PRIMARY KEY CHECK (id = 0), "
@@ -353,6 +358,10 @@ class ExclusiveSqliteCounterStore:
                 raise CounterStoreError(f"{self.path}: charge of request {request_id!r} failed, "
                                         f"nothing applied: {exc}") from exc
             full = len(self._queue) >= GROUP_MAX
+            # a lone caller writes its own entry at once (wait_durable would take the lock again)
+            group = self._take() if wait and result.durable > self._durable and not self._committing else None
+        if group is not None:
+            self._write_group(group)
         if wait:
             self.wait_durable(result.durable)
         elif full:

@@ -14,33 +14,33 @@ class Walk:
     __slots__ = ("ok", "rejected", "values", "adds", "ttls", "segments")
 
     def __init__(self, recipients: list[RecipientCharge], stored: dict[str, int]):
-        self.ok: list[int] = []
-        self.rejected: dict[int, tuple[str, str]] = {}
-        self.values: list[tuple[str, int, int, str]] = []
-        self.adds: dict[str, int] = {}       # key -> total amount to apply
-        self.ttls: dict[str, int] = {}       # key -> ttl of its bucket
-        self.segments = 0
-        adds = self.adds
+        ok: list[int] = []
+        rejected: dict[int, tuple[str, str]] = {}
+        values: list[tuple[str, int, int, str]] = []
+        adds: dict[str, int] = {}       # key -> total amount to apply
+        ttls: dict[str, int] = {}       # key -> ttl of its bucket
+        self.ok, self.rejected, self.values, self.adds, self.ttls = ok, rejected, values, adds, ttls
+        note = values.append
+        segments = 0
         for rc in recipients:
+            incs = rc.increments
             mine: dict[str, int] = {}
-            breach = None
-            for inc in rc.increments:
+            for inc in incs:
                 key = inc.key
                 before = stored[key] + adds.get(key, 0) + mine.get(key, 0)
-                self.values.append((key, before, inc.limit, inc.limit_id))
-                if before + inc.amount > inc.limit:
-                    breach = inc
+                note((key, before, inc.limit, inc.limit_id))
+                if before + inc.amount > inc.limit:  # the first breach decides; nothing added
+                    rejected[rc.index] = (inc.code, inc.limit_id)
                     break
                 mine[key] = mine.get(key, 0) + inc.amount
-            if breach is not None:
-                self.rejected[rc.index] = (breach.code, breach.limit_id)
-                continue
-            for key, amount in mine.items():
-                adds[key] = adds.get(key, 0) + amount
-            for inc in rc.increments:
-                self.ttls[inc.key] = inc.ttl_seconds
-            self.ok.append(rc.index)
-            self.segments += rc.segments
+            else:
+                for key, amount in mine.items():
+                    adds[key] = adds.get(key, 0) + amount
+                for inc in incs:
+                    ttls[inc.key] = inc.ttl_seconds
+                ok.append(rc.index)
+                segments += rc.segments
+        self.segments = segments
 
 
 def bucket_ranges(recipients: list[RecipientCharge]) -> dict[str, tuple[str, int, int]]:
@@ -49,8 +49,12 @@ def bucket_ranges(recipients: list[RecipientCharge]) -> dict[str, tuple[str, int
     reads: dict[str, tuple[str, int, int]] = {}
     for rc in recipients:
         for inc in rc.increments:
-            if inc.key not in reads:
-                base, _, bucket = inc.key.rpartition(":")
-                hi = int(bucket)
-                reads[inc.key] = (base, hi - inc.span + 1, hi)
+            key = inc.key
+            if key not in reads:
+                if inc.base:
+                    base, hi = inc.base, inc.bucket
+                else:
+                    base, _, bucket = key.rpartition(":")
+                    hi = int(bucket)
+                reads[key] = (base, hi - inc.span + 1, hi)
     return reads

@@ -124,3 +124,23 @@ def test_plan_caches_the_choice_per_account_and_channel():
     plan = LimitPlan([Limit(id="d", scope="channel", max=1, window="day")])
     assert plan.applicable("a", "ch1") is plan.applicable("a", "ch1")
     assert plan.increments("a", "ch1", "138", "h", 1, NOW + timedelta(days=1))[0].limit_id == "d"
+
+
+def test_a_plan_reused_across_seconds_gives_what_a_fresh_plan_gives():
+    # LimitPlan caches windows per whole second and UTC offset: crossing seconds, minutes, days
+    # and offsets (DST zone) must never serve a stale window
+    limits = [Limit(id=f"{w}{n}{'s' if sl else ''}", scope="account_number", max=9, window=w, size=n, sliding=sl)
+              for w in ("minute", "hour", "day", "month") for n in (1, 2) for sl in (False, True)]
+    plan = LimitPlan(limits)
+    ny = ZoneInfo("America/New_York")
+    starts = [datetime(2024, 3, 15, 23, 59, 58, 500000, tzinfo=SH),
+              datetime(2024, 3, 10, 1, 59, 58, tzinfo=ny),      # the spring-forward gap
+              datetime(2024, 12, 31, 23, 59, 59, 999000, tzinfo=SH)]
+    for start in starts:
+        for step in range(0, 6000, 250):   # milliseconds
+            now = (start.astimezone(timezone.utc) + timedelta(milliseconds=step)).astimezone(start.tzinfo)
+            cached = plan.increments("900001", "ch1", "13800138000", "h1", 2, now)
+            fresh = increments_for(limits, "900001", "ch1", "13800138000", "h1", 2, now)
+            assert cached == fresh, now
+            for inc in cached:
+                assert inc.key == f"{inc.base}:{inc.bucket}"
