@@ -354,14 +354,15 @@ class DecisionLog:
         if type(facts) is dict and len(facts) == 2:
             message, recipients = facts.get("message"), facts.get("recipients")
             if type(message) is dict and type(recipients) is list:
-                mid = self._keys_id(message)
+                known = self._key_ids.get
+                mid = known(tuple(message)) or self._keys_id(message)
                 if mid is not None:
                     packed = []
                     for r in recipients:
                         if r is None:
                             packed.append(None)
                             continue
-                        rid = self._keys_id(r) if type(r) is dict else None
+                        rid = (known(tuple(r)) or self._keys_id(r)) if type(r) is dict else None
                         if rid is None:
                             break
                         packed.append([rid, list(r.values())])
