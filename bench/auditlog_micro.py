@@ -9,7 +9,8 @@ shipped fact names), counter values as the SQLite store reports them, matches, p
 results, over 200 accounts and 1-3 destinations drawn from two million numbers.
 
 "writer" times the writer thread's work (DecisionLog._write, plus the bulk index fill of /2)
-on batches of 100 records, for format /1 (the old code path: every JSON column encoded, then
+on batches of 100 and 1000 records (the daemon's writer commits what is queued: hundreds under
+load), for format /1 (the old code path: every JSON column encoded, then
 the whole row encoded again, escaped, to be hashed; an index insert per record and number)
 and format /2, interleaved, 3 rounds, median. CPU time of the process (time.process_time)
 and wall time, per record, on an empty file and after --writer-prefill records (the cost of
@@ -147,20 +148,21 @@ def writer_cost(folder: str, fmt: str, prefill: int, records: list[dict], batch:
     return cpu / len(records) * 1e6, wall / len(records) * 1e6, size
 
 
-def writer_table(folder: str, n: int, prefill: int, rounds: int = 3) -> None:
+def writer_table(folder: str, n: int, prefill: int, batches: list[int], rounds: int = 3) -> None:
     import copy
     rng = random.Random(5)
     template = [record(10_000_000 + i, rng) for i in range(n)]
-    for pre in (0, prefill):
+    for pre, batch in [(0, batches[0]), *((prefill, b) for b in batches)]:
         got: dict[str, list] = {FORMAT_V1: [], FORMAT_V2: []}
         for _ in range(rounds):
             for fmt in (FORMAT_V1, FORMAT_V2):   # interleaved: both see the same machine
-                got[fmt].append(writer_cost(folder, fmt, pre, copy.deepcopy(template)))
+                got[fmt].append(writer_cost(folder, fmt, pre, copy.deepcopy(template), batch))
         for fmt, runs in got.items():
             cpu = statistics.median(r[0] for r in runs)
             wall = statistics.median(r[1] for r in runs)
-            print(f"  writer {fmt[-2:]} after {pre:>7} records: {cpu:6.1f} µs CPU, {wall:6.1f} µs wall per record "
-                  f"(runs {', '.join(f'{r[0]:.1f}' for r in runs)}), {runs[0][2]} bytes per record on disk")
+            print(f"  writer {fmt[-2:]} after {pre:>7} records, batches of {batch:>4}: {cpu:6.1f} µs CPU, "
+                  f"{wall:6.1f} µs wall per record (runs {', '.join(f'{r[0]:.1f}' for r in runs)}), "
+                  f"{runs[0][2]} bytes per record on disk")
 
 
 def append_cost(path: str, records: list[dict]) -> tuple[float, float, float, float]:
@@ -227,11 +229,13 @@ def main() -> None:
     ap.add_argument("--writer-prefill", type=int, default=100_000,
                     help="records already in the file for the second writer row")
     ap.add_argument("--writer-n", type=int, default=10_000, help="records timed per writer run")
+    ap.add_argument("--writer-batches", default="100,1000",
+                    help="records per commit, comma-separated (the daemon's writer takes what is queued)")
     ap.add_argument("--only-writer", action="store_true", help="only the writer rows")
     args = ap.parse_args()
-    print(f"writer thread, batches of 100, {args.writer_n} records per run:")
+    print(f"writer thread, {args.writer_n} records per run:")
     with tempfile.TemporaryDirectory() as tmp:
-        writer_table(tmp, args.writer_n, args.writer_prefill)
+        writer_table(tmp, args.writer_n, args.writer_prefill, [int(b) for b in args.writer_batches.split(",")])
     if args.only_writer:
         return
     rng = random.Random(1)
