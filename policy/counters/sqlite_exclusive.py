@@ -89,9 +89,12 @@ _OPENING = "INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (a
 _FOLD_COUNTERS = ("INSERT INTO counters (base, bucket, value, expires_at) "
                   "SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) WHERE true "
                   "ON CONFLICT (base, bucket) DO UPDATE SET value = value + excluded.value")
+# (records are sliced from the BLOB too: as JSON strings inside the array they were parsed and
+# unescaped once per column reference, 14 against 3.5 us per row)
 _FOLD_REQUESTS = ("INSERT OR REPLACE INTO requests (id, record, response, expires_at) "
-                  "SELECT value->>0, value->>1, CASE WHEN value->>2 IS NULL THEN NULL "
-                  "ELSE substr(?2, value->>2, value->>3) END, value->>4 FROM json_each(?1)")
+                  "SELECT value->>0, CAST(substr(?2, value->>1, value->>2) AS TEXT), "
+                  "CASE WHEN value->>3 IS NULL THEN NULL ELSE substr(?2, value->>3, value->>4) END, "
+                  "value->>5 FROM json_each(?1)")
 _FOLD_REMEMBERS = ("INSERT INTO requests (id, record, response, expires_at) "
                    "SELECT value->>0, NULL, substr(?2, value->>1, value->>2), value->>3 FROM json_each(?1) "
                    "WHERE true ON CONFLICT (id) DO UPDATE SET response = excluded.response, "
@@ -286,12 +289,14 @@ class ExclusiveSqliteCounterStore:
         self._owner = owner.hold(path, exclusive=True)
         self._read = self._write = None
         self._since_sweep = 0
+        self._swept_to: tuple[str, int] | None = None   # where the rolling counter sweep goes on
         try:
             # the folder writes on its own connection, so charges read only committed state
             # (never a fold half done); a fold every FOLD_EVERY seconds costs the reader's
             # page cache little
-            self._read = open_connection(path, busy_timeout_ms, PAGE_SIZE)
-            self._write = open_connection(path, busy_timeout_ms, PAGE_SIZE) if path != ":memory:" else self._read
+            self._read = open_connection(path, busy_timeout_ms, PAGE_SIZE, expiry_index=False)
+            self._write = (open_connection(path, busy_timeout_ms, PAGE_SIZE, expiry_index=False)
+                           if path != ":memory:" else self._read)
             self._journal = _Journal(path) if path != ":memory:" else _NoJournal()
             self._replay()
         except BaseException:
@@ -696,12 +701,15 @@ class ExclusiveSqliteCounterStore:
         for e in group:
             if e.request is not None:
                 rid, rec, response, expires = e.request
+                rec = rec.encode()
+                blobs.append(rec)
                 if response is None:
-                    requests.append((rid, rec, None, 0, expires))
+                    requests.append((rid, size, len(rec), None, 0, expires))
+                    size += len(rec)
                 else:
-                    requests.append((rid, rec, size, len(response), expires))
+                    requests.append((rid, size, len(rec), size + len(rec), len(response), expires))
                     blobs.append(response)
-                    size += len(response)
+                    size += len(rec) + len(response)
             if e.remember is not None:
                 rid, response, expires = e.remember
                 remembers.append((rid, size, len(response), expires))
@@ -744,10 +752,25 @@ class ExclusiveSqliteCounterStore:
             raise
 
     def _sweep(self, conn, clock: int) -> None:
-        conn.execute("DELETE FROM counters WHERE (base, bucket) IN (SELECT base, bucket FROM counters "
-                     "WHERE expires_at < ? LIMIT ?)", (clock, SWEEP_BATCH))
+        """Delete expired rows, at least twice as many rows looked at as were written since the
+        last sweep, so the tables stay bounded (about 1.5x their live rows).
+
+        Counters have no expiry index here (see open_connection): a rolling pass over the
+        primary key, the next stretch of rows each time, wrapping at the end. Request ids keep
+        theirs (one row per charge, folded in id order)."""
+        n = max(SWEEP_BATCH, 2 * self._since_sweep)
+        start = self._swept_to or ("", -(1 << 63))
+        end = conn.execute("SELECT base, bucket FROM counters WHERE (base, bucket) > (?, ?) "
+                           "ORDER BY base, bucket LIMIT 1 OFFSET ?", (*start, n - 1)).fetchone()
+        if end is None:  # the rest of the table; the next sweep starts again from the top
+            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND expires_at < ?",
+                         (*start, clock))
+        else:
+            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND (base, bucket) <= (?, ?) "
+                         "AND expires_at < ?", (*start, *end, clock))
+        self._swept_to = None if end is None else tuple(end)
         conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE expires_at < ? "
-                     "LIMIT ?)", (clock, SWEEP_BATCH))
+                     "LIMIT ?)", (clock, n))
         self._since_sweep = 0
 
     # --- the rest of the interface --------------------------------------------------------

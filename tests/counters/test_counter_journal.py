@@ -106,3 +106,35 @@ def test_the_folder_applies_the_journal_and_records_how_far(tmp_path):
         assert store.charge("f3", one(p, "13700000003"), "900001", 1, NOW.timestamp()).stored_response == b"ok"
     finally:
         store.close()
+
+
+def test_expired_counters_are_swept_by_a_rolling_pass_without_an_expiry_index(tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from policy.counters import LimitPlan, RecipientCharge, SqliteCounterStore, sqlite_exclusive
+    from policy.rules.model import Limit
+    monkeypatch.setattr(sqlite_exclusive, "SWEEP_EVERY", 1)   # a sweep in every fold
+    monkeypatch.setattr(sqlite_exclusive, "SWEEP_BATCH", 4)   # a few rows looked at per sweep
+    path = str(tmp_path / "c.db")
+    store = ExclusiveSqliteCounterStore(path)
+    p = LimitPlan([Limit(id="min", scope="account_number", max=5, window="minute")])
+    for i in range(20):
+        store.charge(f"old{i}", [RecipientCharge(0, p.increments("900001", "ch1", f"1380000{i:04d}", "h", 1, NOW), 1)],
+                     None, 5, NOW.timestamp())
+    assert store.fold_now()
+    assert tables(path)[:2] == (20, 20)
+    later = NOW + timedelta(days=2)
+    for i in range(12):  # each fold sweeps the next stretch of the primary key, then wraps
+        store.charge(f"new{i}", [RecipientCharge(0, p.increments("900001", "ch1", "13900000000", "h", 1, later), 1)],
+                     None, 5, later.timestamp())
+        assert store.fold_now()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT base FROM counters").fetchall() == [("an:min:900001:13900000000:minute1",)]
+    assert db.execute("SELECT count(*) FROM requests WHERE id LIKE 'old%'").fetchone() == (0,)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'counters_expiry'").fetchall() == []
+    db.close()
+    store.close()
+    SqliteCounterStore(path).close()  # shared mode builds its index again
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'counters_expiry'").fetchall() == [("counters_expiry",)]
+    db.close()
