@@ -7,8 +7,6 @@ against 5.9 us for a record of eight counter values.
 """
 from __future__ import annotations
 
-import json
-
 import orjson
 
 from .model import ChargeResult
@@ -28,7 +26,7 @@ def encode(result: ChargeResult) -> str:
 
 def decode(text: str | bytes | None, *, replayed: bool, stored_response: bytes | None) -> ChargeResult:
     """A ChargeResult from a stored record; no record (only a remembered answer) reads as empty."""
-    doc = json.loads(text) if text else {}
+    doc = orjson.loads(text) if text else {}
     bal = doc.get("bal")
     return ChargeResult(
         ok_indexes=[int(i) for i in doc.get("ok") or []],

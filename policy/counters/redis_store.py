@@ -19,11 +19,11 @@ counters and balance, decided again on the rules.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import redis
 
 from . import record
@@ -32,7 +32,7 @@ from .redis_script import CHARGE_LUA
 
 
 log = logging.getLogger("smspolicy.counters")
-_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json = orjson.dumps   # the script's payload: bytes are fine for Redis, 10x faster than json
 
 
 class RedisCounterStore:
