@@ -116,9 +116,9 @@ class Pipeline:
         """Steps 5 and 6 (the counter step kept the answer for retries of this request id)."""
         if not self._log(sub, decision, now, mfacts) and self.counters is not None:
             # the log refused it after all (fail_closed race): a retry must get this answer
+            decision.stored_response = decision_to_response(decision).SerializeToString()
             try:
-                self.counters.remember(sub.request_id,
-                                       decision_to_response(decision).SerializeToString(), now=now)
+                self.counters.remember(sub.request_id, decision.stored_response, now=now)
             except Exception as e:  # noqa: BLE001 - re-raised, marked for evaluate_batch
                 raise _RememberFailed(str(e)) from e
         if self.metrics:

@@ -18,12 +18,11 @@ from .login import LoginPolicy, Sessions
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .runtime import Runtime
-from .service import AdminService, PolicyService
+from .service import POLICY_SERVICE, AdminService, PolicyService, policy_service_handler
 from .watch import FolderWatcher
 
 log = logging.getLogger("smspolicy.daemon")
 
-POLICY_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
 ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
@@ -110,7 +109,8 @@ class Daemon:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=s.workers),
                                   interceptors=interceptors,
                                   options=[("grpc.so_reuseport", int(s.reuse_port))])
-        pb_grpc.add_PolicyServiceServicer_to_server(PolicyService(self.pipeline, self.login), self.server)
+        self.server.add_generic_rpc_handlers(
+            (policy_service_handler(PolicyService(self.pipeline, self.login)),))
         from gateway.forwarder import STORE_FILE
         admin = AdminService(self.runtime, self.pipeline, s.path(STORE_FILE))
         admin.Reload = lambda request, context: _reload_response(self.reload())  # count outcomes

@@ -20,15 +20,51 @@ log = logging.getLogger("smspolicy.service")
 LOG_WAIT_SECONDS = 2.0
 STREAM_BATCH_MAX = 100   # messages of a stream decided together at most (as one EvaluateBatch)
 _END = object()          # the stream's end, behind its last request
+POLICY_SERVICE = pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
 _ACCESS = {pb.ACCESS_MODE_CMPP: "cmpp", pb.ACCESS_MODE_HTTP: "http"}
 
 
+# field 12 (replayed) = true, appended to a stored answer: the last value of a field wins
+_REPLAYED = b"\x60\x01"
+
+
+def answer_bytes(decision, explain: bool = False) -> bytes:
+    """The EvaluateResponse of a decision, serialized. The counter step already serialized it
+    (the answer kept for retries): those bytes go out as they are, not rebuilt."""
+    if decision.replayed:
+        return decision.stored_response + _REPLAYED
+    if decision.stored_response and not explain:
+        return decision.stored_response
+    return decision_to_response(decision, explain).SerializeToString()
+
+
+def batch_bytes(answers: list[bytes]) -> bytes:
+    """EvaluateBatchResponse from serialized EvaluateResponses (field 1, length-delimited)."""
+    out = bytearray()
+    for a in answers:
+        out += b"\x0a"
+        n = len(a)
+        while n > 0x7F:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        out += a
+    return bytes(out)
+
+
+def _wire(resp) -> bytes:
+    return resp if isinstance(resp, bytes) else resp.SerializeToString()
+
+
 class PolicyService(pb_grpc.PolicyServiceServicer):
+    """Evaluate, EvaluateBatch and EvaluateStream answer serialized bytes (see answer_bytes):
+    register with policy_service_handler, whose serializers pass bytes through."""
+
     def __init__(self, pipeline: Pipeline, login_policy):
         self.pipeline = pipeline
         self.login_policy = login_policy
 
-    def _evaluate(self, req: pb.EvaluateRequest, context, durable: bool = True) -> pb.EvaluateResponse:
+    def _evaluate(self, req: pb.EvaluateRequest, context, durable: bool = True) -> bytes:
         try:
             sub = submission_from_request(req)
             decision = self.pipeline.evaluate(sub, explain=req.explain)
@@ -43,11 +79,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         except Exception:  # noqa: BLE001 - never a crash; the front-end answers flow control
             log.exception("evaluating %s failed", req.request_id)
             context.abort(grpc.StatusCode.INTERNAL, "internal error while evaluating; see the daemon log")
-        if decision.replayed:
-            resp = pb.EvaluateResponse.FromString(decision.stored_response)
-            resp.replayed = True
-            return resp
-        return decision_to_response(decision, req.explain)
+        return answer_bytes(decision, req.explain)
 
     def Evaluate(self, request, context):
         return self._evaluate(request, context)
@@ -61,7 +93,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         else:
             responses = self._evaluate_many(reqs, context)
         self._durable()
-        return pb.EvaluateBatchResponse(responses=responses)
+        return batch_bytes(responses)
 
     def _evaluate_many(self, reqs: list, context) -> list:
         subs = []
@@ -74,12 +106,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         for req, decision in zip(reqs, self.pipeline.evaluate_batch(subs)):
             if isinstance(decision, Exception):  # the first failure fails the call, as one by one
                 self._abort(req, decision, context)
-            if decision.replayed:
-                resp = pb.EvaluateResponse.FromString(decision.stored_response)
-                resp.replayed = True
-                responses.append(resp)
-            else:
-                responses.append(decision_to_response(decision, False))
+            responses.append(answer_bytes(decision))
         return responses
 
     @staticmethod
@@ -155,6 +182,24 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
     def EndSession(self, request, context):
         return pb.SessionResponse(ok=self.login_policy.sessions.end(request.session_id))
+
+
+def policy_service_handler(service: PolicyService) -> grpc.GenericRpcHandler:
+    """add_PolicyServiceServicer_to_server, with serializers that send bytes as they are."""
+    methods = {
+        "Evaluate": grpc.unary_unary_rpc_method_handler(
+            service.Evaluate, pb.EvaluateRequest.FromString, _wire),
+        "EvaluateBatch": grpc.unary_unary_rpc_method_handler(
+            service.EvaluateBatch, pb.EvaluateBatchRequest.FromString, _wire),
+        "EvaluateStream": grpc.stream_stream_rpc_method_handler(
+            service.EvaluateStream, pb.EvaluateRequest.FromString, _wire),
+    }
+    for name, req, resp in (("Login", pb.LoginRequest, pb.LoginResponse),
+                            ("RenewSession", pb.SessionRequest, pb.SessionResponse),
+                            ("EndSession", pb.SessionRequest, pb.SessionResponse)):
+        methods[name] = grpc.unary_unary_rpc_method_handler(
+            getattr(service, name), req.FromString, resp.SerializeToString)
+    return grpc.method_handlers_generic_handler(POLICY_SERVICE, methods)
 
 
 class AdminService(pb_grpc.AdminServiceServicer):
