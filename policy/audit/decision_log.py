@@ -388,18 +388,21 @@ class DecisionLog:
         self._batch_keys[keys] = (kid, blob)
         return kid
 
+    def _content(self, record: dict) -> tuple[str | None, str | None]:
+        """(content as stored by content_mode, SHA-256 of the full text), both None without one."""
+        content = record.get("content")
+        if content is None:
+            return None, None
+        # undecodable payloads are kept as hex text
+        content = content.hex() if isinstance(content, bytes) else str(content)
+        content_sha = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+        mode = self.content_mode
+        return (content_sha if mode == "hashed" else content if mode == "full" else mask(content)), content_sha
+
     def _row_v2(self, record: dict, seq: int, prev_hash: str) -> tuple[tuple, list[str]]:
         """Format /2: the row in COLUMNS order, JSON columns as the bytes that are stored and
         hashed (nothing is encoded twice)."""
-        content = record.get("content")
-        if isinstance(content, bytes):
-            content = content.hex()  # undecodable payloads are kept as hex text
-        content_sha = stored = None
-        if content is not None:
-            content = str(content)
-            content_sha = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-            mode = self.content_mode
-            stored = content_sha if mode == "hashed" else content if mode == "full" else mask(content)
+        stored, content_sha = self._content(record)
         get = record.get
         destinations = [str(d) for d in get("destinations") or ()]
         results = get("results") or {}
@@ -433,18 +436,7 @@ class DecisionLog:
                  codes_, rules_, shadow_, prev, h.hexdigest()), destinations)
 
     def _row(self, record: dict, seq: int, prev_hash: str) -> tuple[tuple, list[str]]:
-        content = record.get("content")
-        if isinstance(content, bytes):
-            content = content.hex()  # undecodable payloads are kept as hex text
-        content_sha = stored = None
-        if content is not None:
-            content = str(content)
-            raw = content.encode("utf-8", "surrogatepass")
-            content_sha = hashlib.sha256(raw).hexdigest()
-            if self.content_mode == "hashed":
-                stored = content_sha
-            else:
-                stored = content if self.content_mode == "full" else mask(content)
+        stored, content_sha = self._content(record)
         destinations = [str(d) for d in record.get("destinations") or ()]
         results = record.get("results") or {}
         matches = record.get("matches") or []

@@ -156,12 +156,7 @@ def create_schema(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
     if meta["format"] == FORMAT_V2:
         _create_v2(conn, meta)
         return
-    db = sqlite_utils.Database(conn)
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["meta"].insert_all([{"key": k, "value": v} for k, v in meta.items()])
-    db["decisions"].create({"id": int, **COLUMNS}, pk="id",
-                           not_null={"seq", "ts", "prev_hash", "hash"})
-    decisions = db["decisions"]
+    db, decisions = _create_meta_and_decisions(conn, meta)
     # (column, ts) so that a filter and the time order come from one index.
     decisions.create_index(["ts"], index_name="decisions_ts")
     decisions.create_index(["account_id", "ts"], index_name="decisions_account_ts")
@@ -173,13 +168,18 @@ def create_schema(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
     db["decision_numbers"].create_index(["number", "seq"], index_name="decision_numbers_number")
 
 
-def _create_v2(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+def _create_meta_and_decisions(conn: sqlite3.Connection, meta: dict[str, str]):
+    """The tables every format has: meta (filled) and decisions (empty, no index yet)."""
     db = sqlite_utils.Database(conn)
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["meta"].insert_all([{"key": k, "value": v} for k, v in meta.items()])
     db["decisions"].create({"id": int, **COLUMNS}, pk="id",
                            not_null={"seq", "ts", "prev_hash", "hash"})
-    decisions = db["decisions"]
+    return db, db["decisions"]
+
+
+def _create_v2(conn: sqlite3.Connection, meta: dict[str, str]) -> None:
+    db, decisions = _create_meta_and_decisions(conn, meta)
     # Appended in order: these cost a page at the end, not a random one.
     decisions.create_index(["ts"], index_name="decisions_ts")
     decisions.create_index(["rules_version", "ts"], index_name="decisions_version_ts")
