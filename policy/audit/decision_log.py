@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from ..sqlite_wal import Checkpointer
 from .content import CONTENT_MODES, mask
 from .files import open_readonly, rotated_files, rotated_name
 from .schema import (COLUMNS, FORMAT, FORMAT_V2, FORMATS, GENESIS, HASHED_COLUMNS,
@@ -114,6 +115,7 @@ class DecisionLog:
         self._closing = False
         self._close_deadline: float | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
         self._identity: tuple[int, int] | None = None
         self._end: _ChainEnd | None = None
         self._file_first_seq = 1
@@ -287,9 +289,7 @@ class DecisionLog:
                 with self._cond:
                     self._cond.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._close_conn()
         # Records the writer still holds stay counted in `pending`; close() reports them.
         with self._cond:
             self._queue.extendleft(reversed(batch))
@@ -302,18 +302,25 @@ class DecisionLog:
             log.error("decision log %s cannot be written (%s); %d decisions kept in memory, retrying",
                       self.path, self.last_error, self._pending)
         self.healthy = False
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sqlite3.Error:
-                pass
+        try:
+            self._close_conn()
+        except sqlite3.Error:
             self._conn = None
+
+    def _close_conn(self) -> None:
+        """Close the active file's connection, its checkpointer first (the last connection to
+        close folds the WAL into the file)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
 
     def _write(self, batch: list[dict]) -> None:
         if self._conn is not None and self._identity != _identity(self.path):
             log.warning("decision log %s was moved or deleted; starting a new file", self.path)
-            self._conn.close()
-            self._conn = None
+            self._close_conn()
         if self._conn is None:
             self._open()
         end = self._end
@@ -517,9 +524,14 @@ class DecisionLog:
                 done = conn.execute("SELECT decisions_id FROM index_state").fetchone()[0]
                 unindexed = conn.execute("SELECT count(*) FROM decisions WHERE id > ?", (done,)).fetchone()[0]
                 key_ids = {tuple(keys): kid for kid, keys in read_fact_keys(conn).items()}
+            # Checkpoints off the writer's path (policy.sqlite_wal): a commit that checkpoints
+            # waits out an fsync of the file, and every answer waiting for that commit with it.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            checkpointer = Checkpointer(self.path)
         except BaseException:
             conn.close()
             raise
+        self._checkpointer = checkpointer
         self._conn = conn
         self._format = meta["format"]
         self._unindexed = unindexed
@@ -586,7 +598,11 @@ class DecisionLog:
         self._maybe_index(force=True)   # a rotated file is complete: its readers scan no tail
         conn = self._conn
         # A renamed file must not leave its -wal/-shm behind under the active name, so the file
-        # leaves WAL mode first; that needs every reader gone, else we try again a little later.
+        # leaves WAL mode first; that needs every reader gone (the checkpointer's connection
+        # too), else we try again a little later.
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         conn.execute("PRAGMA busy_timeout=100")
         try:
             mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
@@ -594,13 +610,13 @@ class DecisionLog:
             mode = "wal"
         if mode != "delete":
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            self._checkpointer = Checkpointer(self.path)
             if not self._next_rotate_try:
                 log.info("decision log %s: rotation deferred while a reader has the file open", self.path)
             self._next_rotate_try = now + _ROTATE_RETRY_SECONDS
             return
         self._next_rotate_try = 0.0
-        conn.close()
-        self._conn = None
+        self._close_conn()
         target = rotated_name(self.path, self._file_first_seq, self._end.seq)
         if os.path.exists(target):
             raise FileExistsError(f"cannot rotate decision log: {target} already exists")

@@ -326,3 +326,30 @@ def test_refuses_a_file_that_is_not_a_decision_log(tmp_path):
     garbage.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(sqlite3.DatabaseError):
         DecisionLog(str(garbage))
+
+
+def test_wal_is_checkpointed_while_the_writer_runs_not_by_its_commits(log_path):
+    # The writer's commits never checkpoint (an fsync every answer waiting for that commit
+    # would wait out); a background checkpointer folds the WAL into the file meanwhile. Without
+    # it nothing would reach the main file before close (wal_autocheckpoint is 0), and with
+    # SQLite's default the first checkpoint would come only at 1000 pages (16 MB) of WAL.
+    log = DecisionLog(str(log_path))
+    try:
+        conn = log._conn
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        empty = os.path.getsize(log_path)
+        for i in range(500):
+            assert log.append(make_record(i))
+        assert log.flush(10)
+        deadline = time.monotonic() + 10
+        while os.path.getsize(log_path) <= empty + 100_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert os.path.getsize(log_path) > empty + 100_000
+        reader = raw(log_path)
+        try:
+            assert reader.execute("SELECT count(*) FROM decisions").fetchone()[0] == 500
+        finally:
+            reader.close()
+    finally:
+        log.close()
+    assert not os.path.exists(f"{log_path}-wal")  # the last connection closed folded the rest
