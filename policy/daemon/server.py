@@ -1,6 +1,7 @@
 """Assemble the daemon from Settings and serve gRPC (with health, reflection, TLS, admin token)."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -97,6 +98,7 @@ class Daemon:
         if self.versions is not None:
             self.versions.put(loaded.version, loaded.policy.files)
         loaded.policy.files.clear()  # stored; list entry files can be large
+        _freeze_heap()
 
     def reload(self):
         out = self.runtime.reload()
@@ -161,6 +163,18 @@ class Daemon:
         if self.counters:
             self.counters.close()
         self.runtime.close()
+
+
+def _freeze_heap() -> None:
+    """Keep the loaded rules out of the cyclic garbage collector's full passes. The reference
+    rule set (1M listed numbers, automata, durable_rules shards) made every gen-2 collection
+    walk it: 100-220 ms with every thread stopped, twice per 5,000 decisions (measured), a
+    pause every answer in flight waited out. Frozen objects are still freed by reference
+    counting; cycles among a retired version's objects are collected at the next reload, which
+    thaws, collects once and freezes again (one such pause per reload)."""
+    gc.unfreeze()   # nothing frozen yet at the first load
+    gc.collect()
+    gc.freeze()
 
 
 def _reload_response(out) -> pb.ReloadResponse:
