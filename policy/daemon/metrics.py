@@ -22,14 +22,27 @@ class Metrics:
                                   "Decision log write failures and overflows so far", registry=r)
         self.decisions = 0
         self._active_version = None
+        # labelled children by label values: .labels() costs more than the increment itself
+        # (it re-validates and locks on every call); the label sets are bounded by the rules
+        self._recipient_children: dict[tuple, object] = {}
+        self._submit_children: dict[tuple, object] = {}
 
     def observe(self, decision, seconds: float) -> None:
         self.decisions += 1
         self.latency.observe(seconds)
         if decision.submit_result:
-            self.submit_refusals.labels(str(decision.submit_result), decision.submit_rule_id).inc()
+            key = (decision.submit_result, decision.submit_rule_id)
+            child = self._submit_children.get(key)
+            if child is None:
+                child = self._submit_children[key] = self.submit_refusals.labels(str(key[0]), key[1])
+            child.inc()
+        children = self._recipient_children
         for r in decision.recipients:
-            self.decisions_total.labels(r.action, r.code or "", r.rule_id).inc()
+            key = (r.action, r.code, r.rule_id)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = self.decisions_total.labels(r.action, r.code or "", r.rule_id)
+            child.inc()
 
     def set_version(self, version: str) -> None:
         if self._active_version:

@@ -161,6 +161,11 @@ def test_a_1000_character_message_is_not_code_4(daemon):
     ("msg_fmt", dict(msg_fmt=300)),
     ("message_ids", dict(message_ids=["1", "2"])),
     ("destinations[0]", dict(destinations=["1" * 40])),
+    ("destinations[2]", dict(destinations=["13800138000", "13900139000", "1" * 33])),
+    ("destinations", dict(destinations=["13800138000"] * 1001)),
+    ("content", dict(content=b"x" * (64 * 1024 + 1))),
+    ("parts", dict(parts=256)),
+    ("access_mode", dict(access_mode=7)),
 ])
 def test_invalid_requests_name_the_field(daemon, field, kw):
     import grpc
