@@ -305,14 +305,17 @@ class DecisionLog:
         try:
             self._close_conn()
         except sqlite3.Error:
-            self._conn = None
+            pass
+
+    def _stop_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
 
     def _close_conn(self) -> None:
         """Close the active file's connection, its checkpointer first (the last connection to
         close folds the WAL into the file)."""
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        self._stop_checkpointer()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
@@ -600,9 +603,7 @@ class DecisionLog:
         # A renamed file must not leave its -wal/-shm behind under the active name, so the file
         # leaves WAL mode first; that needs every reader gone (the checkpointer's connection
         # too), else we try again a little later.
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        self._stop_checkpointer()
         conn.execute("PRAGMA busy_timeout=100")
         try:
             mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]

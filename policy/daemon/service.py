@@ -52,13 +52,9 @@ def batch_bytes(answers: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def _wire(resp) -> bytes:
-    return resp if isinstance(resp, bytes) else resp.SerializeToString()
-
-
 class PolicyService(pb_grpc.PolicyServiceServicer):
     """Evaluate, EvaluateBatch and EvaluateStream answer serialized bytes (see answer_bytes):
-    register with policy_service_handler, whose serializers pass bytes through."""
+    register with policy_service_handler, which sends them without a serializer."""
 
     def __init__(self, pipeline: Pipeline, login_policy):
         self.pipeline = pipeline
@@ -185,14 +181,15 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
 
 def policy_service_handler(service: PolicyService) -> grpc.GenericRpcHandler:
-    """add_PolicyServiceServicer_to_server, with serializers that send bytes as they are."""
+    """add_PolicyServiceServicer_to_server, except that the Evaluate methods' answers are bytes
+    already (no response serializer: grpc sends them as they are)."""
     methods = {
         "Evaluate": grpc.unary_unary_rpc_method_handler(
-            service.Evaluate, pb.EvaluateRequest.FromString, _wire),
+            service.Evaluate, pb.EvaluateRequest.FromString, None),
         "EvaluateBatch": grpc.unary_unary_rpc_method_handler(
-            service.EvaluateBatch, pb.EvaluateBatchRequest.FromString, _wire),
+            service.EvaluateBatch, pb.EvaluateBatchRequest.FromString, None),
         "EvaluateStream": grpc.stream_stream_rpc_method_handler(
-            service.EvaluateStream, pb.EvaluateRequest.FromString, _wire),
+            service.EvaluateStream, pb.EvaluateRequest.FromString, None),
     }
     for name, req, resp in (("Login", pb.LoginRequest, pb.LoginResponse),
                             ("RenewSession", pb.SessionRequest, pb.SessionResponse),
