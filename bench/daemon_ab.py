@@ -18,7 +18,6 @@ spike on the shared machine hits them alike). Medians are printed per tree.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -27,14 +26,8 @@ import time
 from pathlib import Path
 
 from . import grpc_bench as gb
+from .frontend_e2e import cpu_seconds as process_cpu
 from .workload import FULL, QUICK, Workload
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_run(server: gb.DaemonProcess, form: str, reqs: list, rate: float) -> dict:
