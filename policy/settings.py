@@ -34,6 +34,7 @@ class Settings:
     log_queue_max: int = 10000
     log_rotate_bytes: int = 512 * 1024 * 1024
     log_sync: str = "normal"                    # normal: a committed record survives a kill -9 of the daemon (as counters.db and gateway.db do); full: also a power loss, at one fsync per commit, which every answer waits for
+    log_writer: str = "process"                 # process: the decision log is written by a child process, on another core (the daemon only pickles records into a pipe); thread: by a thread of the daemon
     watch_rules: bool = True                    # reload on change of rules_dir
     watch_interval: float = 1.0                 # seconds between checks of rules_dir
     validate_timeout: float = 30.0              # subprocess validation of a new rule set
@@ -83,6 +84,7 @@ _CHOICES = {
     "content_logging": ("full", "masked", "hashed"),
     "log_overflow": ("block", "fail_closed"),
     "log_sync": ("normal", "full"),
+    "log_writer": ("process", "thread"),
 }
 
 

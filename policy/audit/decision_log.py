@@ -56,6 +56,41 @@ assert _V2_SCALARS == SCALAR_COLUMNS and _V2_ROW == tuple(COLUMNS) and JSON_COLU
     "destinations", "facts", "counters", "matches", "results"), "schema columns changed: update _row_v2"
 
 
+def check_options(path: str, content_mode: str, queue_max: int, on_overflow: str, sync: str,
+                  log_format: str) -> str:
+    """The absolute path of a log, once its options are known to be valid (ValueError, or
+    FileNotFoundError for a missing folder, otherwise)."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
+    if sync not in SYNC_MODES:
+        raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
+    if content_mode not in CONTENT_MODES:
+        raise ValueError(f"content_mode must be one of {', '.join(CONTENT_MODES)}, not {content_mode!r}")
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"on_overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {on_overflow!r}")
+    if queue_max < 1:
+        raise ValueError("queue_max must be at least 1")
+    path = os.path.abspath(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise FileNotFoundError(f"decision log folder {os.path.dirname(path)!r} does not exist")
+    return path
+
+
+def check_record(record: dict) -> None:
+    """Refuse (ValueError) a record the writer could not store, on the caller's side: in the
+    writer it would block the queue. Sets a missing ts to now."""
+    if not INPUT_FIELDS.issuperset(record):
+        raise ValueError(f"unknown decision-log fields: {sorted(set(record) - INPUT_FIELDS)}")
+    ts = record.get("ts")
+    if ts is None:
+        record["ts"] = time.time()
+    elif type(ts) not in (float, int) or ts != ts:
+        raise ValueError(f"decision-log ts must be epoch seconds, not {ts!r}")
+    msg_fmt = record.get("msg_fmt")
+    if msg_fmt is not None and type(msg_fmt) is not int:
+        raise ValueError(f"decision-log msg_fmt must be an int, not {msg_fmt!r}")
+
+
 @dataclass(frozen=True)
 class _ChainEnd:
     """Where the chain stands: the last committed record and the file that holds it."""
@@ -75,19 +110,7 @@ class DecisionLog:
                  rotate_seconds: int | None = None, queue_max: int = 10000,
                  on_overflow: str = "block", flush_interval: float = 0.05,
                  keep_rotated: int | None = None, sync: str = "full", log_format: str = FORMAT):
-        if log_format not in FORMATS:
-            raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
-        if sync not in SYNC_MODES:
-            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
-        if content_mode not in CONTENT_MODES:
-            raise ValueError(f"content_mode must be one of {', '.join(CONTENT_MODES)}, not {content_mode!r}")
-        if on_overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"on_overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {on_overflow!r}")
-        if queue_max < 1:
-            raise ValueError("queue_max must be at least 1")
-        self.path = os.path.abspath(path)
-        if not os.path.isdir(os.path.dirname(self.path)):
-            raise FileNotFoundError(f"decision log folder {os.path.dirname(self.path)!r} does not exist")
+        self.path = check_options(path, content_mode, queue_max, on_overflow, sync, log_format)
         self.content_mode = content_mode
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
@@ -146,17 +169,7 @@ class DecisionLog:
         Returns False only with on_overflow="fail_closed" when the queue is full: the caller
         must then refuse the decision, since it cannot be logged.
         """
-        # Checked here, not in the writer: a record the writer cannot store would block the queue.
-        if not INPUT_FIELDS.issuperset(record):
-            raise ValueError(f"unknown decision-log fields: {sorted(set(record) - INPUT_FIELDS)}")
-        ts = record.get("ts")
-        if ts is None:
-            record["ts"] = time.time()
-        elif type(ts) not in (float, int) or ts != ts:
-            raise ValueError(f"decision-log ts must be epoch seconds, not {ts!r}")
-        msg_fmt = record.get("msg_fmt")
-        if msg_fmt is not None and type(msg_fmt) is not int:
-            raise ValueError(f"decision-log msg_fmt must be an int, not {msg_fmt!r}")
+        check_record(record)
         with self._cond:
             if self._closing:
                 raise RuntimeError("decision log is closed")
@@ -203,6 +216,17 @@ class DecisionLog:
         if self.on_overflow != "fail_closed":
             return True
         return self.healthy and self._pending < self.queue_max
+
+    def state(self) -> tuple[int, bool, str | None, int]:
+        """(records committed, healthy, last error, write failures): what a writer process
+        reports to its daemon (policy.audit.log_process)."""
+        return (self._committed, self.healthy, self.last_error, self.write_failures)
+
+    def wait_state(self, seen: tuple | None, timeout: float) -> tuple[int, bool, str | None, int]:
+        """state() once it differs from `seen`, or after `timeout`."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state() != seen, timeout)
+            return self.state()
 
     @property
     def pending(self) -> int:

@@ -55,7 +55,10 @@ def make_counters(settings: Settings):
 
 
 def make_decision_log(settings: Settings, metrics: Metrics):
-    from ..audit.decision_log import DecisionLog
+    if settings.log_writer == "process":
+        from ..audit.log_process import DecisionLogProcess as DecisionLog
+    else:
+        from ..audit.decision_log import DecisionLog
     return DecisionLog(settings.path(f"decisions-{settings.daemon_id}.db"),
                        content_mode=settings.content_logging,
                        rotate_bytes=settings.log_rotate_bytes or None,

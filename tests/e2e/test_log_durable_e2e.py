@@ -9,9 +9,20 @@ from __future__ import annotations
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from policy.api.v1 import policy_pb2 as pb
+from tests.support.procs import DaemonProc
 
 from .grpc_helpers import request
+
+
+@pytest.fixture(params=["process", "thread"])
+def fresh_daemon(request, tmp_path):
+    """With each decision-log writer (log_writer): a child process, or a thread of the daemon."""
+    d = DaemonProc(tmp_path, env={"SMSPOLICY_LOG_WRITER": request.param})
+    yield d
+    d.stop()
 
 
 def test_every_answered_decision_survives_kill_9(fresh_daemon):
