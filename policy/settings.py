@@ -27,6 +27,7 @@ class Settings:
     counters_backend: str = "sqlite"            # sqlite | redis | none (no limits, balances or retry dedup)
     redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the shared server
     counters_sqlite_mode: str = "exclusive"     # exclusive: one daemon owns counters.db (file lock), decides from memory, group-commits a journal; shared: a transaction per charge, several daemons on one file
+    counters_fold: str = "process"              # exclusive mode: process: the journal is folded into counters.db by a child process, on another core; thread: by a thread of the daemon
     daemon_id: str = "d1"                       # names this daemon's decision log file
     segment_db: str = ""                        # newer phone.dat or CSV; '' = the `phone` package's data
     content_logging: str = "full"               # full | masked | hashed (decision log)
@@ -81,6 +82,7 @@ _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 _CHOICES = {
     "counters_backend": ("sqlite", "redis", "none"),
     "counters_sqlite_mode": ("exclusive", "shared"),
+    "counters_fold": ("process", "thread"),
     "content_logging": ("full", "masked", "hashed"),
     "log_overflow": ("block", "fail_closed"),
     "log_sync": ("normal", "full"),

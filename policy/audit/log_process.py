@@ -30,7 +30,6 @@ import os
 import pickle
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import threading
@@ -40,12 +39,12 @@ from collections import deque
 
 import orjson
 
+from ..frames import helper_env, read_frame, write_frame
 from .decision_log import (FORMAT, DecisionLog, LogLockedError, check_options, check_record,
                            _jsonable)
 
 log = logging.getLogger("policy.audit")
 
-_LEN = struct.Struct("<I")
 SEND_BATCH = 256          # records buffered before append() sends them without a mark
 LOCK_WAIT = 10.0          # seconds a new writer waits for the log lock its predecessor still holds
 _RESPAWN_MIN, _RESPAWN_MAX = 0.2, 5.0
@@ -53,31 +52,6 @@ _F_SETPIPE_SZ = 1031      # fcntl: a larger pipe holds a burst of batches withou
 _PIPE_BYTES = 1 << 20
 _ERRORS = {"LogLockedError": LogLockedError, "ValueError": ValueError,
            "FileNotFoundError": FileNotFoundError}
-
-
-def _write_frame(fd: int, payload: bytes) -> None:
-    data = memoryview(_LEN.pack(len(payload)) + payload)
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, left)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int):
-    head = _read_exact(fd, _LEN.size)
-    if head is None:
-        return None
-    body = _read_exact(fd, _LEN.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
 
 
 def _picklable(record: dict) -> dict:
@@ -251,7 +225,7 @@ class DecisionLogProcess:
 
     def _write(self, payload: bytes) -> None:
         try:
-            _write_frame(self._proc.stdin.fileno(), payload)
+            write_frame(self._proc.stdin.fileno(), payload=payload)
         except (OSError, ValueError):
             pass   # the writer is gone: the reader starts another, which gets this frame again
 
@@ -260,18 +234,15 @@ class DecisionLogProcess:
     def _spawn(self, resend: bool, base: int = 0) -> subprocess.Popen:
         """A writer whose first record will be number base + 1 (called with _send_lock held, or
         before anything is sent)."""
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         argv = [sys.executable, "-m", "policy.audit.log_process", json.dumps(self._options),
                 str(base), "resend" if resend else "new", str(self.lock_wait)]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=helper_env())
         try:
             import fcntl
             fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         except OSError:
             pass   # a smaller pipe only makes the sender wait more often
-        hello = _read_frame(proc.stdout.fileno())
+        hello = read_frame(proc.stdout.fileno())
         if hello is None or "error" in hello:
             proc.stdin.close()
             proc.wait()
@@ -303,7 +274,7 @@ class DecisionLogProcess:
         while True:
             proc = self._proc
             try:
-                st = _read_frame(proc.stdout.fileno())
+                st = read_frame(proc.stdout.fileno())
             except Exception:  # noqa: BLE001 - a torn frame: the writer died mid-write
                 st = None
             if st is not None:
@@ -393,7 +364,7 @@ def writer_main(argv: list[str]) -> int:
     def send(obj) -> None:
         with out_lock:
             try:
-                _write_frame(wr, pickle.dumps(obj))
+                write_frame(wr, obj)
             except OSError:
                 pass   # the daemon is gone; what it sent is committed all the same
 
@@ -431,7 +402,7 @@ def writer_main(argv: list[str]) -> int:
     skipping = bool(recent)
     while True:
         try:
-            frame = _read_frame(rd)
+            frame = read_frame(rd)
         except Exception:  # noqa: BLE001 - a torn frame: the daemon died mid-write
             frame = None
         if frame is None:

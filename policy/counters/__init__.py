@@ -21,10 +21,11 @@ SQLITE_MODES = ("exclusive", "shared")
 
 def make_store(backend: str, sqlite_path: str, redis_url: str, *,
                redis_prefix: str = "smsp:", sqlite_mode: str = "exclusive",
-               idempotency_ttl: int = IDEMPOTENCY_TTL) -> CounterStore:
+               idempotency_ttl: int = IDEMPOTENCY_TTL, fold_process: bool = False) -> CounterStore:
     if backend == "sqlite":
         if sqlite_mode == "exclusive":
-            return ExclusiveSqliteCounterStore(sqlite_path, idempotency_ttl=idempotency_ttl)
+            return ExclusiveSqliteCounterStore(sqlite_path, idempotency_ttl=idempotency_ttl,
+                                               fold_process=fold_process)
         if sqlite_mode == "shared":
             return SqliteCounterStore(sqlite_path, idempotency_ttl=idempotency_ttl)
         raise ValueError(f"unknown SQLite counter mode {sqlite_mode!r}; expected one of {', '.join(SQLITE_MODES)}")

@@ -54,6 +54,7 @@ from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
 from ..sqlite_wal import Checkpointer
 from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, open_connection
+from .fold_process import FoldProcess
 from .walk import Walk, bucket_ranges
 
 CACHE_MAX = 200_000        # counters (bases) kept in memory; folded ones beyond it are dropped
@@ -182,6 +183,30 @@ class _Entry:
         return entry
 
 
+def _entries(data: bytes, pos: int, end: int) -> list[_Entry]:
+    """The whole frames of data[pos:end]; the first torn or corrupt one ends them."""
+    entries = []
+    while pos + _FRAME.size <= end:
+        n, crc = _FRAME.unpack_from(data, pos)
+        body = data[pos + _FRAME.size:pos + _FRAME.size + n]
+        if len(body) < n or zlib.crc32(body) != crc:
+            break
+        entries.append(_Entry.load(body))
+        pos += _FRAME.size + n
+    return entries
+
+
+def read_journal_range(path: str, start: int, end: int) -> list[_Entry]:
+    """The entries between two offsets of a journal file, all whole (where a fold process
+    reads what it folds: what the daemon wrote there before asking)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    if len(data) != end - start:
+        raise CounterStoreError(f"{path}: {end - start} bytes expected at offset {start}, {len(data)} there")
+    return _entries(data, 0, len(data))
+
+
 class _Journal:
     """`<counter file>.charges`: the entries written since the last fold, one frame each
     (length, CRC-32, marshal payload) after a header naming its epoch.
@@ -214,15 +239,7 @@ class _Journal:
                                     f"move it away only if the counter file is known to be complete")
         if file_epoch != epoch:
             return []
-        pos, end, entries = max(position, _HEADER.size), len(data), []
-        while pos + _FRAME.size <= end:
-            n, crc = _FRAME.unpack_from(data, pos)
-            body = data[pos + _FRAME.size:pos + _FRAME.size + n]
-            if len(body) < n or zlib.crc32(body) != crc:
-                break
-            entries.append(_Entry.load(body))
-            pos += _FRAME.size + n
-        return entries
+        return _entries(data, max(position, _HEADER.size), len(data))
 
     def start(self, epoch: int) -> None:
         """Replace the journal by an empty one of `epoch` (the caller recorded the epoch first)."""
@@ -277,19 +294,129 @@ class _NoJournal(_Journal):
         self.size += len(data)
 
 
+class _Folder:
+    """The SQL side of a fold, on the connection that writes the tables: in the store's folder
+    thread, or in a fold process (policy.counters.fold_process) that reads the entries from the
+    journal itself. Holds the rolling sweep's place."""
+
+    def __init__(self, conn, sweep_every: int | None = None, sweep_batch: int | None = None):
+        self.conn = conn
+        self.sweep_every = SWEEP_EVERY if sweep_every is None else sweep_every
+        self.sweep_batch = SWEEP_BATCH if sweep_batch is None else sweep_batch
+        self.since_sweep = 0
+        self.swept_to: tuple[str, int] | None = None   # where the rolling counter sweep goes on
+
+    def done(self, epoch: int, position: int) -> bool:
+        """Whether the file records this fold as applied already (a fold process that died
+        between its COMMIT and its answer is asked again: it must not count twice)."""
+        row = self.conn.execute("SELECT epoch, position FROM journal_state WHERE id = 0").fetchone()
+        return row is not None and tuple(row) == (epoch, position)
+
+    def fold(self, group: list[_Entry], epoch: int, position: int) -> None:
+        """Apply `group` to the SQLite tables and record the journal position, in one transaction.
+
+        Rows go in as one JSON array per table (json_each), answers as one BLOB they slice:
+        a handful of statements per fold, each one sqlite3 call with the GIL released for all
+        of its rows. executemany takes the GIL back between rows, and next to a busy request
+        thread each row waited out a GIL switch interval (5 ms): one fold of 5,000 rows ran
+        for seconds instead of 60 ms (bench/counters_micro.py, fold rows).
+        """
+        conn = self.conn
+        requests, remembers, blobs = [], [], []
+        debits: dict[str, int] = {}
+        balances = []
+        size = 1   # substr() counts from 1
+        # one row per counter bucket and fold: a fold's charges mostly share the account's and
+        # the channel's counters, so it writes far fewer rows than it has increments
+        deltas: dict[tuple[str, int], list[int]] = {}
+        for e in group:
+            if e.request is not None:
+                rid, rec, response, expires = e.request
+                rec = rec.encode()
+                blobs.append(rec)
+                if response is None:
+                    requests.append((rid, size, len(rec), None, 0, expires))
+                    size += len(rec)
+                else:
+                    requests.append((rid, size, len(rec), size + len(rec), len(response), expires))
+                    blobs.append(response)
+                    size += len(rec) + len(response)
+            if e.remember is not None:
+                rid, response, expires = e.remember
+                remembers.append((rid, size, len(response), expires))
+                blobs.append(response)
+                size += len(response)
+            for base, bucket, amount, expires in e.counters:
+                d = deltas.get((base, bucket))
+                if d is None:
+                    deltas[(base, bucket)] = [amount, expires]
+                else:
+                    d[0] += amount
+            if e.balance is not None:
+                op, account, amount = e.balance
+                if op == _DEBIT_OP:  # debits are deltas: one per account, after the rows below
+                    debits[account] = debits.get(account, 0) + amount
+                else:  # openings and top-ups precede any debit of their account in memory too
+                    balances.append((_BALANCE_SQL[op], (account, amount)))
+        counters = [(base, bucket, amount, expires) for (base, bucket), (amount, expires) in deltas.items()]
+        blob = b"".join(blobs)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.since_sweep += len(requests) + len(counters)
+            if group and self.since_sweep >= self.sweep_every:
+                self.sweep(conn, max(e.clock for e in group))
+            if counters:
+                conn.execute(_FOLD_COUNTERS, (_json(counters),))
+            for sql, args in balances:
+                conn.execute(sql, args)
+            if debits:
+                conn.executemany(_DEBIT, [(amount, account) for account, amount in debits.items()])
+            if requests:
+                conn.execute(_FOLD_REQUESTS, (_json(requests), blob))
+            if remembers:
+                conn.execute(_FOLD_REMEMBERS, (_json(remembers), blob))
+            conn.execute(_STATE, (epoch, position))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def sweep(self, conn, clock: int) -> None:
+        """Delete expired rows, at least twice as many rows looked at as were written since the
+        last sweep, so the tables stay bounded (about 1.5x their live rows).
+
+        Counters have no expiry index here (see open_connection): a rolling pass over the
+        primary key, the next stretch of rows each time, wrapping at the end. Request ids keep
+        theirs (one row per charge, folded in id order)."""
+        n = max(self.sweep_batch, 2 * self.since_sweep)
+        start = self.swept_to or ("", -(1 << 63))
+        end = conn.execute("SELECT base, bucket FROM counters WHERE (base, bucket) > (?, ?) "
+                           "ORDER BY base, bucket LIMIT 1 OFFSET ?", (*start, n - 1)).fetchone()
+        if end is None:  # the rest of the table; the next sweep starts again from the top
+            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND expires_at < ?",
+                         (*start, clock))
+        else:
+            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND (base, bucket) <= (?, ?) "
+                         "AND expires_at < ?", (*start, *end, clock))
+        self.swept_to = None if end is None else tuple(end)
+        conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE expires_at < ? "
+                     "LIMIT ?)", (clock, n))
+        self.since_sweep = 0
+
+
 class ExclusiveSqliteCounterStore:
     mode = "exclusive"
     recall_in_charge = True   # charge() replays a known id itself; no separate recall needed
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000,
-                 idempotency_ttl: int = IDEMPOTENCY_TTL, cache_max: int = CACHE_MAX):
+                 idempotency_ttl: int = IDEMPOTENCY_TTL, cache_max: int = CACHE_MAX,
+                 fold_process: bool = False):
         self.path = path
         self.idempotency_ttl = idempotency_ttl
         self.cache_max = cache_max
         self._owner = owner.hold(path, exclusive=True)
         self._read = self._write = None
-        self._since_sweep = 0
-        self._swept_to: tuple[str, int] | None = None   # where the rolling counter sweep goes on
         try:
             # the folder writes on its own connection, so charges read only committed state
             # (never a fold half done); a fold every FOLD_EVERY seconds costs the reader's
@@ -298,6 +425,7 @@ class ExclusiveSqliteCounterStore:
             self._write = (open_connection(path, busy_timeout_ms, PAGE_SIZE, expiry_index=False)
                            if path != ":memory:" else self._read)
             self._journal = _Journal(path) if path != ":memory:" else _NoJournal()
+            self._sql = _Folder(self._write)
             self._replay()
         except BaseException:
             for conn in {id(c): c for c in (self._read, self._write) if c is not None}.values():
@@ -326,6 +454,11 @@ class ExclusiveSqliteCounterStore:
         self._stale = False                            # a write failed: memory waits for the file to catch up
         self._rotate = False                           # the folder must start a new journal
         self._fold_error: str | None = None
+        self._fold_pos = _HEADER.size                  # the current journal is folded up to here
+        # folds in a child process (the daemon's choice): their Python and SQLite work off the
+        # daemon's core; the child reads the entries from the journal, this process only waits
+        self._fold_process = (FoldProcess(path, busy_timeout_ms, self._sql.sweep_every, self._sql.sweep_batch)
+                              if fold_process and path != ":memory:" else None)
         self._folder = threading.Thread(target=self._fold_loop, name="counter-fold", daemon=True)
         self._folder.start()
         # the WAL is folded into the file off the charge path (policy.sqlite_wal)
@@ -338,7 +471,7 @@ class ExclusiveSqliteCounterStore:
         row = conn.execute("SELECT epoch, position FROM journal_state WHERE id = 0").fetchone()
         epoch, position = row if row else (0, 0)
         entries = self._journal.read_tail(epoch, position)
-        self._fold(entries, epoch + 1, _HEADER.size)
+        self._sql.fold(entries, epoch + 1, _HEADER.size)
         self._journal.start(epoch + 1)
 
     # --- charging -------------------------------------------------------------------------
@@ -639,6 +772,7 @@ class ExclusiveSqliteCounterStore:
                 epoch = self._journal.epoch + 1 if rotate else self._journal.epoch
                 try:
                     self._fold(group, epoch, _HEADER.size if rotate else group[-1].end)
+                    self._fold_pos = group[-1].end if group else self._fold_pos
                 except Exception as exc:  # noqa: BLE001 - the entries stay in the journal and in memory
                     error = f"folding the journal into the counter file failed: {exc}"
                     with self._cond:
@@ -647,6 +781,7 @@ class ExclusiveSqliteCounterStore:
                 if error is None and rotate:
                     try:
                         self._journal.start(epoch)
+                        self._fold_pos = _HEADER.size
                     except Exception as exc:  # noqa: BLE001 - appends stay refused until it works
                         self._journal.broken = self._journal.broken or str(exc)
                         error = f"starting a new counter journal failed: {exc}"
@@ -682,96 +817,12 @@ class ExclusiveSqliteCounterStore:
                     return  # what is left is in the journal: the next open folds it
 
     def _fold(self, group: list[_Entry], epoch: int, position: int) -> None:
-        """Apply `group` to the SQLite tables and record the journal position, in one transaction.
-
-        Rows go in as one JSON array per table (json_each), answers as one BLOB they slice:
-        a handful of statements per fold, each one sqlite3 call with the GIL released for all
-        of its rows. executemany takes the GIL back between rows, and next to a busy request
-        thread each row waited out a GIL switch interval (5 ms): one fold of 5,000 rows ran
-        for seconds instead of 60 ms (bench/counters_micro.py, fold rows).
-        """
-        conn = self._write
-        requests, remembers, blobs = [], [], []
-        debits: dict[str, int] = {}
-        balances = []
-        size = 1   # substr() counts from 1
-        # one row per counter bucket and fold: a fold's charges mostly share the account's and
-        # the channel's counters, so it writes far fewer rows than it has increments
-        deltas: dict[tuple[str, int], list[int]] = {}
-        for e in group:
-            if e.request is not None:
-                rid, rec, response, expires = e.request
-                rec = rec.encode()
-                blobs.append(rec)
-                if response is None:
-                    requests.append((rid, size, len(rec), None, 0, expires))
-                    size += len(rec)
-                else:
-                    requests.append((rid, size, len(rec), size + len(rec), len(response), expires))
-                    blobs.append(response)
-                    size += len(rec) + len(response)
-            if e.remember is not None:
-                rid, response, expires = e.remember
-                remembers.append((rid, size, len(response), expires))
-                blobs.append(response)
-                size += len(response)
-            for base, bucket, amount, expires in e.counters:
-                d = deltas.get((base, bucket))
-                if d is None:
-                    deltas[(base, bucket)] = [amount, expires]
-                else:
-                    d[0] += amount
-            if e.balance is not None:
-                op, account, amount = e.balance
-                if op == _DEBIT_OP:  # debits are deltas: one per account, after the rows below
-                    debits[account] = debits.get(account, 0) + amount
-                else:  # openings and top-ups precede any debit of their account in memory too
-                    balances.append((_BALANCE_SQL[op], (account, amount)))
-        counters = [(base, bucket, amount, expires) for (base, bucket), (amount, expires) in deltas.items()]
-        blob = b"".join(blobs)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._since_sweep += len(requests) + len(counters)
-            if group and self._since_sweep >= SWEEP_EVERY:
-                self._sweep(conn, max(e.clock for e in group))
-            if counters:
-                conn.execute(_FOLD_COUNTERS, (_json(counters),))
-            for sql, args in balances:
-                conn.execute(sql, args)
-            if debits:
-                conn.executemany(_DEBIT, [(amount, account) for account, amount in debits.items()])
-            if requests:
-                conn.execute(_FOLD_REQUESTS, (_json(requests), blob))
-            if remembers:
-                conn.execute(_FOLD_REMEMBERS, (_json(remembers), blob))
-            conn.execute(_STATE, (epoch, position))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _sweep(self, conn, clock: int) -> None:
-        """Delete expired rows, at least twice as many rows looked at as were written since the
-        last sweep, so the tables stay bounded (about 1.5x their live rows).
-
-        Counters have no expiry index here (see open_connection): a rolling pass over the
-        primary key, the next stretch of rows each time, wrapping at the end. Request ids keep
-        theirs (one row per charge, folded in id order)."""
-        n = max(SWEEP_BATCH, 2 * self._since_sweep)
-        start = self._swept_to or ("", -(1 << 63))
-        end = conn.execute("SELECT base, bucket FROM counters WHERE (base, bucket) > (?, ?) "
-                           "ORDER BY base, bucket LIMIT 1 OFFSET ?", (*start, n - 1)).fetchone()
-        if end is None:  # the rest of the table; the next sweep starts again from the top
-            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND expires_at < ?",
-                         (*start, clock))
+        """Apply `group`, the journal's entries from _fold_pos on, and record (epoch, position)."""
+        if self._fold_process is None:
+            self._sql.fold(group, epoch, position)
         else:
-            conn.execute("DELETE FROM counters WHERE (base, bucket) > (?, ?) AND (base, bucket) <= (?, ?) "
-                         "AND expires_at < ?", (*start, *end, clock))
-        self._swept_to = None if end is None else tuple(end)
-        conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE expires_at < ? "
-                     "LIMIT ?)", (clock, n))
-        self._since_sweep = 0
+            end = group[-1].end if group else self._fold_pos
+            self._fold_process.fold(self._journal.path, self._fold_pos, end, len(group), epoch, position)
 
     # --- the rest of the interface --------------------------------------------------------
 
@@ -871,6 +922,8 @@ class ExclusiveSqliteCounterStore:
             self._closing = True
             self._fold_cond.notify()
         self._folder.join()  # folds what is left (or leaves it in the journal if it cannot)
+        if self._fold_process is not None:
+            self._fold_process.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
         with self._cond:

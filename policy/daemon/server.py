@@ -51,7 +51,8 @@ def make_counters(settings: Settings):
         return None
     from ..counters import make_store
     return make_store(settings.counters_backend, settings.path("counters.db"), settings.redis_url,
-                      sqlite_mode=settings.counters_sqlite_mode, idempotency_ttl=settings.idempotency_seconds)
+                      sqlite_mode=settings.counters_sqlite_mode, idempotency_ttl=settings.idempotency_seconds,
+                      fold_process=settings.counters_fold == "process")
 
 
 def make_decision_log(settings: Settings, metrics: Metrics):

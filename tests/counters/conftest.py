@@ -36,15 +36,15 @@ def redis_url(tmp_path_factory):
 @dataclass(frozen=True)
 class StoreSpec:
     """Where a store lives, picklable so spawned processes can open the same one."""
-    backend: str         # sqlite (shared mode), sqlite-exclusive, redis
+    backend: str         # sqlite (shared mode), sqlite-exclusive (-fold: folds in a child process), redis
     location: str        # SQLite file or Redis URL
     prefix: str = ""
 
     def open(self):
         if self.backend == "sqlite":
             return SqliteCounterStore(self.location)
-        if self.backend == "sqlite-exclusive":
-            return ExclusiveSqliteCounterStore(self.location)
+        if self.backend.startswith("sqlite-exclusive"):
+            return ExclusiveSqliteCounterStore(self.location, fold_process=self.backend.endswith("-fold"))
         return RedisCounterStore(self.location, prefix=self.prefix)
 
 
@@ -55,7 +55,8 @@ def _spec(request, tmp_path) -> StoreSpec:
     return StoreSpec("redis", url, f"t{uuid.uuid4().hex[:12]}:")
 
 
-@pytest.fixture(params=["sqlite-exclusive", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["sqlite-exclusive", "sqlite-exclusive-fold", "sqlite",
+                        pytest.param("redis", marks=pytest.mark.redis)])
 def store_spec(request, tmp_path) -> StoreSpec:
     return _spec(request, tmp_path)
 

@@ -157,10 +157,11 @@ def test_a_failed_journal_write_fails_its_charges_and_the_retry_counts_once(tmp_
     reopened.close()
 
 
-def test_a_locked_counter_file_delays_the_fold_not_the_charges(tmp_path):
+@pytest.mark.parametrize("fold_process", [False, True], ids=["fold-thread", "fold-process"])
+def test_a_locked_counter_file_delays_the_fold_not_the_charges(tmp_path, fold_process):
     # (before the journal, a commit that found the file locked failed its charges)
     path = str(tmp_path / "c.db")
-    store = ExclusiveSqliteCounterStore(path, busy_timeout_ms=50)
+    store = ExclusiveSqliteCounterStore(path, busy_timeout_ms=50, fold_process=fold_process)
     store.set_opening_balance("900001", 10)
     p = plan(10)
     intruder = sqlite3.connect(path, isolation_level=None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import struct
 
+import pytest
+
 from policy.counters import ExclusiveSqliteCounterStore
 from policy.counters.sqlite_exclusive import JOURNAL_SUFFIX
 from tests.counters.counters_hammer import NOW, plan
@@ -88,9 +90,10 @@ def test_a_torn_or_corrupt_last_frame_is_ignored(tmp_path):
         store.close()
 
 
-def test_the_folder_applies_the_journal_and_records_how_far(tmp_path):
+@pytest.mark.parametrize("fold_process", [False, True], ids=["fold-thread", "fold-process"])
+def test_the_folder_applies_the_journal_and_records_how_far(tmp_path, fold_process):
     path = str(tmp_path / "c.db")
-    store = ExclusiveSqliteCounterStore(path)
+    store = ExclusiveSqliteCounterStore(path, fold_process=fold_process)
     try:
         store.set_opening_balance("900001", 100)
         p = plan(1000)
