@@ -98,19 +98,24 @@ def cache_hits(runtime) -> dict:
 
 
 def make_pipeline(runtime, config: str, workdir: Path, tag: str):
-    """A Pipeline as the daemon assembles it, for config 'a', 'b' or 'c'; fresh stores."""
-    from policy.audit.decision_log import DecisionLog
-    from policy.counters import make_store
+    """A Pipeline as the daemon assembles it (its own make_counters and make_decision_log, on
+    the default settings: the counter folds and the decision log in helper processes), for
+    config 'a', 'b' or 'c'; fresh stores."""
+    import os
     from policy.daemon.pipeline import Pipeline
+    from policy.daemon.server import make_counters, make_decision_log
+    from policy.settings import Settings
     counters = log = None
+    settings = Settings(data_dir=str(workdir / f"data-{tag}"),
+                        counters_sqlite_mode="shared" if config == "b_shared" else "exclusive")
+    os.makedirs(settings.data_dir, exist_ok=True)
     if config in COUNTER_CONFIGS:
-        mode = "shared" if config == "b_shared" else "exclusive"   # the daemon's default: exclusive
-        counters = make_store("sqlite", str(workdir / f"counters-{tag}.db"), "", sqlite_mode=mode)
+        counters = make_counters(settings)
         for account in runtime.current().policy.accounts.values():
             if account.billing == "prepaid":   # as Daemon._on_loaded does
                 counters.set_opening_balance(account.id, account.balance)
     if config == "c":
-        log = DecisionLog(str(workdir / f"decisions-{tag}.db"))
+        log = make_decision_log(settings, None)
     return Pipeline(runtime, counters, log)
 
 
