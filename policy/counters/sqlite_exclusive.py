@@ -21,7 +21,9 @@ to be on the decision's path:
   synchronous=NORMAL, which the tables use: a power loss may drop the last few.
 * a folder thread applies the written entries to the tables every FOLD_EVERY seconds (or
   FOLD_MAX entries) in one transaction, which also records how far into the journal the tables
-  are. At open, entries past that position are folded first, then a new journal is started
+  are. With fold_process (the daemon's default) the folder thread only names the stretch of the
+  journal, and a child process reads and folds it (policy.counters.fold_process), off the
+  daemon's core. At open, entries past that position are folded first, then a new journal is started
   (policy.counters.sqlite_exclusive._Journal). A frame torn by a crash ends the journal: its
   charge was never answered.
 * request ids live in SQLite (24 h of them do not fit in memory); only ids whose entry is not
@@ -54,7 +56,6 @@ from . import owner, record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
 from ..sqlite_wal import Checkpointer
 from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, open_connection
-from .fold_process import FoldProcess
 from .walk import Walk, bucket_ranges
 
 CACHE_MAX = 200_000        # counters (bases) kept in memory; folded ones beyond it are dropped
@@ -457,8 +458,13 @@ class ExclusiveSqliteCounterStore:
         self._fold_pos = _HEADER.size                  # the current journal is folded up to here
         # folds in a child process (the daemon's choice): their Python and SQLite work off the
         # daemon's core; the child reads the entries from the journal, this process only waits
-        self._fold_process = (FoldProcess(path, busy_timeout_ms, self._sql.sweep_every, self._sql.sweep_batch)
-                              if fold_process and path != ":memory:" else None)
+        self._fold_process = None
+        if fold_process and path != ":memory:":
+            # (imported here: `python -m policy.counters.fold_process` must not find itself
+            # imported already by its package)
+            from .fold_process import FoldProcess
+            self._fold_process = FoldProcess(path, busy_timeout_ms, self._sql.sweep_every,
+                                             self._sql.sweep_batch)
         self._folder = threading.Thread(target=self._fold_loop, name="counter-fold", daemon=True)
         self._folder.start()
         # the WAL is folded into the file off the charge path (policy.sqlite_wal)
