@@ -30,13 +30,14 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(fd: int):
-    """The next frame's object; None at end of file (the other end closed or died)."""
+def read_frame(fd: int, raw: bool = False):
+    """The next frame's object (its bytes with raw); None at end of file (the other end
+    closed or died)."""
     head = _read_exact(fd, _LEN.size)
     if head is None:
         return None
     body = _read_exact(fd, _LEN.unpack(head)[0])
-    return None if body is None else pickle.loads(body)
+    return body if body is None or raw else pickle.loads(body)
 
 
 def helper_env() -> dict:

@@ -4,18 +4,24 @@ The daemon is one Python process whose work holds the GIL. DecisionLog's writer 
 encoding, hash chaining, SQLite) took about a fifth of it (py-spy, EvaluateBatch as shipped)
 while the machine's other core sat idle. DecisionLogProcess has the interface the pipeline and
 the service use (append, mark, wait_durable, has_room, healthy, flush, close); the same
-DecisionLog runs in `python -m policy.audit.log_process`, and the daemon only pickles each
+DecisionLog runs in `python -m policy.audit.log_process`, and the daemon only serializes each
 batch of records into a pipe.
 
-Frames are <u32 length><pickle> both ways:
-  daemon -> writer   ("records", first, [record, ...])   records numbered first, first + 1, ...
-                     ("close", timeout)
-  writer -> daemon   {"committed": n, "healthy", "last_error", "write_failures", "last_seq",
+Frames are <u32 length><payload> (policy.frames):
+  daemon -> writer   b"J" + orjson of [record, ...]: records of plain JSON types (the daemon's),
+                     whose round trip is exact (a tuple comes back a list, stored alike); 3x
+                     cheaper than pickle on both sides (measured on decision-log records:
+                     4.7 against 13 µs to encode, ~5 against 28 to decode)
+                     b"P" + pickle of [record, ...]: the rest (bytes, a lone surrogate, a key
+                     that is not a string, an int past 64 bits, an infinite ts), exact
+                     b"C" + pickle of the close timeout
+  writer -> daemon   pickles:
+                     {"committed": n, "healthy", "last_error", "write_failures", "last_seq",
                       "last_hash"}   every change of the writer's state (the first one is the
                      hello), or {"error": (type name, message)} when the log cannot be opened
 
 Nothing answered is lost. The daemon answers a decision once the writer reports its record
-committed (wait_durable, as with the thread). Until then the daemon keeps the pickled frame. If
+committed (wait_durable, as with the thread). Until then the daemon keeps the frame. If
 the writer dies, another one is started and the frames still unconfirmed are sent again. The new
 writer skips the leading records whose decision ids its predecessor had already committed.
 Without the daemon (a kill -9: its end of the pipe closes), the writer commits what it received
@@ -52,6 +58,27 @@ _F_SETPIPE_SZ = 1031      # fcntl: a larger pipe holds a burst of batches withou
 _PIPE_BYTES = 1 << 20
 _ERRORS = {"LogLockedError": LogLockedError, "ValueError": ValueError,
            "FileNotFoundError": FileNotFoundError}
+
+
+_PLAIN = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_INF = (float("inf"), float("-inf"))
+
+
+def _encode(batch: list[dict]) -> bytes:
+    """A records frame: JSON when every value is a plain JSON type, else a pickle (exact)."""
+    if not any(r.get("ts") in _INF for r in batch):   # JSON has no infinity
+        try:
+            return b"J" + orjson.dumps(batch, option=_PLAIN)   # anything else raises
+        except TypeError:
+            pass
+    try:
+        return b"P" + pickle.dumps(batch, 5)
+    except Exception:  # noqa: BLE001 - one odd value must not lose the batch
+        return b"P" + pickle.dumps([_picklable(r) for r in batch], 5)
+
+
+def _decode(payload: bytes) -> list[dict]:
+    return orjson.loads(payload[1:]) if payload[:1] == b"J" else pickle.loads(payload[1:])
 
 
 def _picklable(record: dict) -> dict:
@@ -206,10 +233,7 @@ class DecisionLogProcess:
                 batch, self._buffer = self._buffer, []
                 first = self._sent + 1
                 self._sent += len(batch)
-            try:
-                payload = pickle.dumps(("records", first, batch), 5)
-            except Exception:  # noqa: BLE001 - one odd value must not lose the batch
-                payload = pickle.dumps(("records", first, [_picklable(r) for r in batch]), 5)
+            payload = _encode(batch)
             frame = (first, first + len(batch) - 1, payload)
             with self._cond:
                 self._unacked.append(frame)
@@ -217,7 +241,7 @@ class DecisionLogProcess:
 
     def _send_close(self) -> None:
         with self._send_lock:
-            self._write(pickle.dumps(("close", self._close_timeout)))
+            self._write(b"C" + pickle.dumps(self._close_timeout))
             try:
                 self._proc.stdin.close()
             except OSError:
@@ -402,15 +426,15 @@ def writer_main(argv: list[str]) -> int:
     skipping = bool(recent)
     while True:
         try:
-            frame = read_frame(rd)
+            frame = read_frame(rd, raw=True)
+            if frame is not None and frame[:1] == b"C":
+                timeout = pickle.loads(frame[1:])
+                break
+            records = None if frame is None else _decode(frame)
         except Exception:  # noqa: BLE001 - a torn frame: the daemon died mid-write
-            frame = None
-        if frame is None:
+            records = None
+        if records is None:
             break   # the daemon is gone: commit what it sent
-        if frame[0] == "close":
-            timeout = frame[1]
-            break
-        _, first, records = frame
         for record in records:
             if skipping and record.get("decision_id") in recent:
                 offset[0] += 1

@@ -46,6 +46,34 @@ def test_the_process_writes_what_the_thread_writes_and_the_chain_verifies(tmp_pa
     assert report.ok and report.records == 300
 
 
+def _odd(i: int) -> dict:
+    """Records JSON cannot carry as they are: they go pickled, and must be stored alike."""
+    r = make_record(i)
+    kind = i % 5
+    if kind == 0:
+        r["content"] = "【测试】\ud800 lone surrogate"          # malformed UCS-2
+    elif kind == 1:
+        r["content"] = b"\xff\xfe undecodable"                # kept as hex
+    elif kind == 2:
+        r["facts"] = {**r["facts"], "groups": {"a", "b"}}        # a set: sorted list
+    elif kind == 3:
+        r["counters"] = {"big": 1 << 70}                         # past 64 bits
+    else:
+        r["facts"] = {**r["facts"], 7: "a key that is not a string"}
+    return r
+
+
+@pytest.mark.parametrize("make", [make_record, _odd], ids=["plain", "odd"])
+def test_odd_and_plain_records_are_stored_as_the_thread_stores_them(tmp_path, make):
+    for cls, name in ((DecisionLog, "thread.db"), (DecisionLogProcess, "process.db")):
+        log = cls(str(tmp_path / name))
+        for i in range(20):
+            assert log.append(make(i))
+        assert log.close()
+    assert _rows(tmp_path / "process.db", _SAME) == _rows(tmp_path / "thread.db", _SAME)
+    assert verify([str(tmp_path / "process.db")]).ok
+
+
 def test_wait_durable_returns_once_the_record_is_committed(tmp_path):
     path = tmp_path / "decisions.db"
     log = DecisionLogProcess(str(path), flush_interval=5.0)
