@@ -76,6 +76,18 @@ def check_options(path: str, content_mode: str, queue_max: int, on_overflow: str
     return path
 
 
+def wait_until(log, done, deadline: float | None, healthy_only: bool = False) -> bool:
+    """Wait on log._cond (held by the caller) until done(); False at `deadline` (None: no
+    deadline), or with healthy_only as soon as log.healthy is False (wait_durable: the caller
+    answers anyway, the records stay queued)."""
+    while not done():
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if (remaining is not None and remaining <= 0) or (healthy_only and not log.healthy):
+            return False
+        log._cond.wait(remaining)
+    return True
+
+
 def check_record(record: dict) -> None:
     """Refuse (ValueError) a record the writer could not store, on the caller's side: in the
     writer it would block the queue. Sets a missing ts to now."""
@@ -202,12 +214,7 @@ class DecisionLog:
             if not self.healthy:
                 return False
             self._cond.notify_all()   # the writer commits now rather than at its next tick
-            while self._committed < mark:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.healthy:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            return wait_until(self, lambda: self._committed >= mark, deadline, healthy_only=True)
 
     def has_room(self) -> bool:
         """Whether a decision made now can be logged: asked before evaluating, so that with
@@ -247,12 +254,7 @@ class DecisionLog:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._cond.notify_all()   # wake the writer now rather than at its next tick
-            while self._pending:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            return wait_until(self, lambda: not self._pending, deadline)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Write what is queued (retrying up to `timeout`) and stop; False if records remain."""

@@ -46,8 +46,8 @@ from collections import deque
 import orjson
 
 from ..frames import helper_env, read_frame, write_frame
-from .decision_log import (FORMAT, DecisionLog, LogLockedError, check_options, check_record,
-                           _jsonable)
+from .decision_log import (FORMAT, DecisionLog, LogLockedError, _jsonable, check_options,
+                           check_record, wait_until)
 
 log = logging.getLogger("policy.audit")
 
@@ -168,12 +168,7 @@ class DecisionLogProcess:
         self._send()
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._acked < mark:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.healthy:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            return wait_until(self, lambda: self._acked >= mark, deadline, healthy_only=True)
 
     def has_room(self) -> bool:
         if self.on_overflow != "fail_closed":
@@ -196,12 +191,7 @@ class DecisionLogProcess:
         self._send()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._acked < self._appended:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            return wait_until(self, lambda: self._acked >= self._appended, deadline)
 
     def close(self, timeout: float = 30.0) -> bool:
         with self._cond:
