@@ -9,9 +9,9 @@ batch of records into a pipe.
 
 Frames are <u32 length><payload> (policy.frames):
   daemon -> writer   b"J" + orjson of [record, ...]: records of plain JSON types (the daemon's),
-                     whose round trip is exact (a tuple comes back a list, stored alike); 3x
-                     cheaper than pickle on both sides (measured on decision-log records:
-                     4.7 against 13 µs to encode, ~5 against 28 to decode)
+                     whose round trip is exact (a tuple comes back a list, stored alike); about
+                     half the cost of pickle on both sides (bench/log_frames_micro.py;
+                     BENCHMARKS.md, "Helper processes")
                      b"P" + pickle of [record, ...]: the rest (bytes, a lone surrogate, a key
                      that is not a string, an int past 64 bits, an infinite ts), exact
                      b"C" + pickle of the close timeout
@@ -114,6 +114,7 @@ class DecisionLogProcess:
         self.healthy = True
         self.last_error: str | None = None
         self.restarts = 0                  # writers started again after one died
+        self._failures_before = 0          # write failures counted by writers that have exited
         self._last_seq, self._last_hash = 0, ""
         self._appended = 0                 # records accepted by append(), numbered from 1
         self._sent = 0                     # of them, handed to a writer
@@ -280,8 +281,6 @@ class DecisionLogProcess:
             self.write_failures = self._failures_before + st["write_failures"]
             self._last_seq, self._last_hash = st["last_seq"], st["last_hash"]
             self._cond.notify_all()
-
-    _failures_before = 0   # write failures counted by writers that have exited
 
     def _read_loop(self) -> None:
         backoff = _RESPAWN_MIN
