@@ -1,6 +1,7 @@
 """Interleaved A/B of daemons built from two (or more) source trees, on the reference workload.
 
-    python -m bench.daemon_ab --tree base=/tmp/base --tree new=. [--kind sqlite|off|bare]
+    python -m bench.daemon_ab --tree base=/tmp/base --tree new=. [--kind sqlite|off|bare|redis]
+                              [--redis-url redis://127.0.0.1:6379/]
                               [--form batch|unary|paced] [--runs 6] [--messages 5000]
                               [--rate 300] [--seconds 20]
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from . import grpc_bench as gb
 from .frontend_e2e import cpu_seconds as process_cpu
@@ -46,7 +48,9 @@ def one_run(server: gb.DaemonProcess, form: str, reqs: list, rate: float) -> dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", action="append", required=True, metavar="NAME=PATH")
-    ap.add_argument("--kind", default="sqlite", choices=("sqlite", "off", "bare"))
+    ap.add_argument("--kind", default="sqlite", choices=("sqlite", "off", "bare", "redis"))
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/",
+                    help="--kind redis: a server to use; each tree gets its own database number")
     ap.add_argument("--form", default="batch", choices=("batch", "unary", "paced"))
     ap.add_argument("--runs", type=int, default=6)
     ap.add_argument("--messages", type=int, default=5000)
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         n = int(args.rate * args.seconds) if args.form == "paced" else args.messages
         subs = list(w.messages(n))
         part = subs[:2000] if args.form == "unary" else subs
-        for name, tree in trees.items():
+        for db, (name, tree) in enumerate(trees.items(), start=1):
             gb.REPO = Path(tree).resolve()   # the daemon's working directory: its `policy`
-            servers[name] = gb.DaemonProcess(rules, workdir / f"daemon-{name}", args.kind)
+            url = urlunsplit(urlsplit(args.redis_url)._replace(path=f"/{db}")) if args.kind == "redis" else ""
+            servers[name] = gb.DaemonProcess(rules, workdir / f"daemon-{name}", args.kind, redis_url=url)
             gb.batch_rate(servers[name].target, gb.requests_for(subs, f"warm-{name}"))
         results: dict[str, list[dict]] = {name: [] for name in trees}
         for run in range(args.runs):

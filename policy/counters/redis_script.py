@@ -1,4 +1,4 @@
-"""The Lua script that charges one request atomically in Redis.
+"""The Lua scripts that charge requests atomically in Redis: one request, or a batch in one call.
 
 It mirrors policy/counters/walk.py: same recipient order, same "first breach" rule, same
 all-or-nothing balance check, and stores the same JSON record (policy/counters/record.py) under
@@ -13,12 +13,9 @@ Keys are derived inside the script (sliding windows read `span` buckets), so it 
 standalone Redis or one primary, not across Redis Cluster slots.
 """
 
-CHARGE_LUA = r"""
-local prefix = ARGV[1]
-local req_key = prefix .. 'req:' .. ARGV[2]
-local idem_ttl = tonumber(ARGV[3])
-local debit_account = ARGV[4]
-local price = tonumber(ARGV[5])
+_CHARGE_FUNCTION = r"""
+local function charge(prefix, request_id, idem_ttl, debit_account, price, recipients)
+local req_key = prefix .. 'req:' .. request_id
 
 local prior = redis.call('HMGET', req_key, 'r', 's')
 if prior[1] or prior[2] then
@@ -48,7 +45,7 @@ end
 local adds, ttls, order = {}, {}, {}
 local ok, rej, vals = {}, {}, {}
 local segments = 0
-for _, rc in ipairs(cjson.decode(ARGV[6])) do
+for _, rc in ipairs(recipients) do
   local idx, seg = rc[1], rc[2]
   local mine, mine_order = {}, {}
   local breached = false
@@ -107,4 +104,35 @@ local encoded = cjson.encode(rec)
 redis.call('HSET', req_key, 'r', encoded)
 redis.call('EXPIRE', req_key, idem_ttl)
 return {0, encoded}
+end
+"""
+
+CHARGE_LUA = _CHARGE_FUNCTION + r"""
+return charge(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), cjson.decode(ARGV[6]))
+"""
+
+# ARGV: prefix, idempotency ttl, the jobs as one JSON array: [[request id, debit account ('' =
+# none), price, recipients as above], ...]. The charges run one after another, as separate
+# scripts would; a charge that raises (e.g. a counter key holding a non-integer) answers
+# {2, message} and the others still run.
+CHARGE_MANY_LUA = _CHARGE_FUNCTION + r"""
+local prefix, idem_ttl = ARGV[1], tonumber(ARGV[2])
+local out = {}
+for i, job in ipairs(cjson.decode(ARGV[3])) do
+  local ok, reply = pcall(charge, prefix, job[1], idem_ttl, job[2], job[3], job[4])
+  if ok then
+    out[i] = reply
+  else
+    out[i] = {2, type(reply) == 'table' and (reply.err or cjson.encode(reply)) or tostring(reply)}
+  end
+end
+return out
+"""
+
+# ARGV: prefix, then request id, answer, request id, answer, ... (the charge set their TTL)
+STORE_ANSWERS_LUA = r"""
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', ARGV[1] .. 'req:' .. ARGV[i], 's', ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
 """

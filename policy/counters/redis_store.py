@@ -1,4 +1,4 @@
-"""Counters shared by several daemons in Redis: one Lua script per charge.
+"""Counters shared by several daemons in Redis: one Lua script call per charge, or per batch.
 
 Counter buckets are plain integer keys (INCRBY + EXPIRE) that expire with their window, request
 ids are hashes with a 24 h TTL, balances live in one hash. Balances are the only data here that
@@ -15,7 +15,8 @@ that reply is read just before the connection's next command (pipelined). The sc
 already set the request's TTL, so HSET alone suffices. The answer is released before Redis has
 acknowledged the HSET, as it was before Redis acknowledged anything durable (Redis fsyncs per
 its own appendfsync); a lost HSET leaves the recorded charge, from which a retry gets the same
-counters and balance, decided again on the rules.
+counters and balance, decided again on the rules. A batch (charge_many) is one script call
+that charges its requests in order, and one more that stores all their answers.
 """
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ import redis
 
 from . import record
 from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
-from .redis_script import CHARGE_LUA
+from .redis_script import CHARGE_LUA, CHARGE_MANY_LUA, STORE_ANSWERS_LUA
 
 
 log = logging.getLogger("smspolicy.counters")
 _json = orjson.dumps   # the script's payload: bytes are fine for Redis, 10x faster than json
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class RedisCounterStore:
@@ -49,7 +54,7 @@ class RedisCounterStore:
         self._connections: list[redis.connection.AbstractConnection] = []
         self._connections_lock = threading.Lock()
         try:
-            self._sha = self._client.script_load(CHARGE_LUA)
+            self._load_scripts()
         except redis.RedisError as exc:
             self._client.close()
             raise ConnectionError(f"counter store: cannot load the charge script into Redis at "
@@ -70,7 +75,7 @@ class RedisCounterStore:
                 conn.send_command("EVALSHA", self._sha, 0, *args)
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:  # the server restarted or its scripts were flushed
-                self._sha = self._client.script_load(CHARGE_LUA)
+                self._load_scripts()
                 conn.send_command("EVALSHA", self._sha, 0, *args)
                 reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -95,60 +100,62 @@ class RedisCounterStore:
 
     def charge_many(self, jobs: list) -> list:
         """charge() for each (request_id, recipients, debit_account, price, now, answer), in
-        order, in one pipelined round trip (plus the answers' HSETs, pipelined behind). Each
-        entry of the result is a ChargeResult or the CounterStoreError of that charge alone.
-        Scripts run one after another in Redis, so charges of one batch that hit the same
-        counter see each other exactly as sequential calls would."""
-        calls = [("EVALSHA", self._sha, 0, self.prefix, rid, self.idempotency_ttl, debit or "", price,
-                  _json([[rc.index, rc.segments,
-                          [[i.key, i.amount, i.limit, i.ttl_seconds, i.span, i.code, i.limit_id]
-                           for i in rc.increments]] for rc in recipients]))
-                 for rid, recipients, debit, price, _now, _answer in jobs]
+        order, in one script call (plus one for the answers, sent behind without waiting).
+        Each entry of the result is a ChargeResult or the CounterStoreError of that charge
+        alone. The script charges the jobs one after another, so charges of one batch that hit
+        the same counter see each other exactly as sequential calls would. One call, not one
+        EVALSHA per job: packing and parsing a hundred commands in redis-py was most of the
+        batch's cost in the daemon, and each command costs Redis its own dispatch too."""
+        payload = _json([[rid, debit or "", price,
+                          [[rc.index, rc.segments,
+                            [[i.key, i.amount, i.limit, i.ttl_seconds, i.span, i.code, i.limit_id]
+                             for i in rc.increments]] for rc in recipients]]
+                         for rid, recipients, debit, price, _now, _answer in jobs])
         conn = self._connection()
         try:
             self._settle(conn)
-            replies = self._pipelined(conn, calls)
-            retry = [k for k, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-            if retry:  # the server lost its scripts: those charges did not run; run them, in order
-                self._sha = self._client.script_load(CHARGE_LUA)
-                again = self._pipelined(conn, [(c[0], self._sha, *c[2:]) for c in (calls[k] for k in retry)])
-                for k, r in zip(retry, again):
-                    replies[k] = r
+            try:
+                replies = self._call(conn, self._many_sha, payload)
+            except redis.exceptions.NoScriptError:  # the server lost its scripts: none of it ran
+                self._load_scripts()
+                replies = self._call(conn, self._many_sha, payload)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._drop(conn)
             raise CounterStoreError(f"Redis charge of a batch of {len(jobs)} failed or its replies were "
                                     f"lost; retrying with the same request ids is safe: {exc}") from exc
-        results, answers = [], []
+        except redis.RedisError as exc:  # refused as a whole (e.g. BUSY, OOM): nothing ran
+            return [CounterStoreError(f"Redis refused the charge of request {job[0]!r}: {exc}")
+                    for job in jobs]
+        results, answers = [], [self.prefix]
         for (rid, _r, _d, _p, _now, answer), reply in zip(jobs, replies):
-            if isinstance(reply, Exception):
-                results.append(CounterStoreError(f"Redis refused the charge of request {rid!r}: {reply}"))
+            if reply[0] == 2:
+                results.append(CounterStoreError(f"Redis refused the charge of request {rid!r}: "
+                                                 f"{_text(reply[1])}"))
             elif reply[0] == 1:
                 results.append(record.decode(reply[1], replayed=True, stored_response=reply[2]))
             else:
                 res = record.decode(reply[1], replayed=False, stored_response=None)
                 if answer is not None:
-                    answers.append(("HSET", self.prefix + "req:" + rid, "s", answer(res)))
+                    answers += (rid, answer(res))
                 results.append(res)
-        if answers:
+        if len(answers) > 1:
             try:
-                conn.send_packed_command(conn.pack_commands(answers))
-                self._local.unread = len(answers)
+                conn.send_command("EVALSHA", self._answers_sha, 0, *answers)
+                self._local.unread = 1
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._drop(conn)  # the charges are recorded: retries replay them without answers
                 log.warning("Redis: %d answers were not stored (%s); retries get the recorded "
-                            "charges", len(answers), exc)
+                            "charges", len(answers) // 2, exc)
         return results
 
-    @staticmethod
-    def _pipelined(conn, calls: list) -> list:
-        conn.send_packed_command(conn.pack_commands(calls))
-        replies = []
-        for _ in calls:
-            try:
-                replies.append(conn.read_response())
-            except redis.ResponseError as exc:  # this call's error; the stream stays in step
-                replies.append(exc)
-        return replies
+    def _call(self, conn, sha: str, payload: bytes) -> list:
+        conn.send_command("EVALSHA", sha, 0, self.prefix, self.idempotency_ttl, payload)
+        return conn.read_response()
+
+    def _load_scripts(self) -> None:
+        self._sha = self._client.script_load(CHARGE_LUA)
+        self._many_sha = self._client.script_load(CHARGE_MANY_LUA)
+        self._answers_sha = self._client.script_load(STORE_ANSWERS_LUA)
 
     def _settle(self, conn) -> None:
         """Read the replies of the HSETs the last charge on this connection left in flight."""
@@ -157,8 +164,8 @@ class RedisCounterStore:
         for _ in range(unread):
             try:
                 conn.read_response()
-            except redis.ResponseError as exc:  # the answer was not stored; the charge was
-                log.warning("Redis refused to store an answer: %s", exc)
+            except redis.ResponseError as exc:  # the answers were not stored; the charges were
+                log.warning("Redis refused to store answers: %s", exc)
 
     def _drop(self, conn) -> None:
         self._local.unread = 0
