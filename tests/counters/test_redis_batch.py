@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from policy.counters import LimitPlan, RedisCounterStore
+from policy.counters import LimitPlan, RedisCounterStore, redis_store
 from policy.counters.model import CounterStoreError
 from policy.rules.model import Limit
 from tests.counters.test_counter_store import N1, N2, N3, T0, rc
@@ -39,7 +39,9 @@ SPECS = [("a", [N1], None), ("b", [N1, N2], None), ("c", [N1], None), ("d", [N2,
          ("e", [N3], "900001"), ("f", [N1], None)]
 
 
-def test_a_batch_decides_as_the_same_charges_one_by_one(pair):
+@pytest.mark.parametrize("per_call", [100, 2], ids=["one-call", "calls-of-2"])
+def test_a_batch_decides_as_the_same_charges_one_by_one(pair, per_call, monkeypatch):
+    monkeypatch.setattr(redis_store, "JOBS_PER_CALL", per_call)   # 2: the batch spans 4 calls
     batched, single = pair
     batched.top_up("900001", 100)
     single.top_up("900001", 100)
