@@ -102,7 +102,7 @@ class Daemon:
         if self.versions is not None:
             self.versions.put(loaded.version, loaded.policy.files)
         loaded.policy.files.clear()  # stored; list entry files can be large
-        _freeze_heap()
+        freeze_heap()
 
     def reload(self):
         out = self.runtime.reload()
@@ -169,7 +169,7 @@ class Daemon:
         self.runtime.close()
 
 
-def _freeze_heap() -> None:
+def freeze_heap() -> None:
     """Keep the loaded rules out of the cyclic garbage collector's full passes. The reference
     rule set (1M listed numbers, automata, durable_rules shards) made every gen-2 collection
     walk it: 100-220 ms with every thread stopped, twice per 5,000 decisions (measured), a

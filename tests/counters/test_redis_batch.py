@@ -61,18 +61,22 @@ def test_a_batch_decides_as_the_same_charges_one_by_one(pair, per_call, monkeypa
 def test_a_failing_charge_fails_alone_and_the_answers_are_kept_for_retries(pair, redis_url):
     store = pair[0]
     client = redis.Redis.from_url(redis_url)
-    # a counter key that INCRBY refuses: the charge touching it raises inside the script
+    # a counter key holding a non-number: the charge reading it raises inside the script
     bad = rc(PLAN, number=N2).increments[0].key
     client.set(store.prefix + "c:" + bad, "not a number")
     out = store.charge_many(jobs_for([("x", [N1], None), ("y", [N2], None), ("z", [N1], None)],
-                                     answer=lambda res: b"answer-%d" % len(res.values)))
+                                     answer=lambda res: b"answer-%d" % res.values[0][1]))
     assert isinstance(out[1], CounterStoreError) and "'y'" in str(out[1])
+    assert "attempt to perform arithmetic" in str(out[1])   # the script's own error reaches the caller
     assert out[0].ok_indexes == [0] and out[2].ok_indexes == [0]
     assert out[2].values[0][1] == 1    # z saw x's charge
-    # the next command on the connection reads the answers' reply first
-    again = store.charge_many(jobs_for([("x", [N1], None), ("z", [N1], None)]))
-    assert [r.replayed for r in again] == [True, True]
-    assert [r.stored_response for r in again] == [b"answer-2", b"answer-2"]
+    store.charge_many(jobs_for([("w", [N1], None)]))   # charged without an answer to keep
+    # the next command on the connection reads the answers' reply first; each replay gets its
+    # own answer back (or none), whatever the order
+    again = store.charge_many(jobs_for([("z", [N1], None), ("w", [N1], None), ("x", [N1], None)]))
+    assert [r.replayed for r in again] == [True, True, True]
+    assert [r.stored_response for r in again] == [b"answer-1", None, b"answer-0"]
+    assert [r.values[0][1] for r in again] == [1, 2, 0]   # and the counters it was decided on
     client.close()
 
 
