@@ -399,6 +399,21 @@ def batch_rate(target: str, reqs: list, batch: int = BATCH, in_flight: int = BAT
     return asyncio.run(_batch(target, reqs, batch, in_flight))
 
 
+def spread_batch_rate(targets: list[str], reqs: list, batch: int = BATCH,
+                      in_flight: int = BATCHES_IN_FLIGHT) -> Rate:
+    """batch_rate over several daemons at once: `reqs` cut into one contiguous part per target,
+    `in_flight` calls in all (in_flight / len(targets) per target), one rate over the whole."""
+    async def run() -> Rate:
+        size = -(-len(reqs) // len(targets))
+        t = time.perf_counter()
+        rates = await asyncio.gather(*(_batch(target, reqs[k * size:(k + 1) * size], batch,
+                                              max(1, in_flight // len(targets)))
+                                       for k, target in enumerate(targets)))
+        return Rate(sum(r.messages for r in rates), sum(r.recipients for r in rates),
+                    time.perf_counter() - t, sum(r.errors for r in rates))
+    return asyncio.run(run())
+
+
 def stream_rate(target: str, reqs: list, streams: int = STREAMS) -> Rate:
     return asyncio.run(_stream(target, reqs, streams))
 
