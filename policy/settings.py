@@ -45,11 +45,11 @@ class Settings:
     tls_cert: str = ""                          # PEM files; both set = TLS on the gRPC port
     tls_key: str = ""
     metrics_listen: str = ""                    # "127.0.0.1:9464" serves Prometheus metrics; '' = off
-    session_lease_seconds: int = 60             # front-end connection leases (max connections)
+    session_lease_seconds: int = 60             # front-end connection leases (max connections): in Redis with counters_backend redis, so max_connections holds across the daemons sharing it; else in the daemon's memory
     login_clock_skew: int = 300                 # seconds a CONNECT timestamp may be off (replay guard)
     idempotency_seconds: int = 86400            # how long a request id's answer is kept
     workers: int = 8                            # gRPC worker threads
-    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen` (with SQLite counters on one data_dir they need counters_sqlite_mode: shared, or Redis)
+    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen` (with SQLite counters on one data_dir they need counters_sqlite_mode: shared, or Redis; only Redis shares connection leases too)
     # --- CMPP front-end ---
     gateway_listen: str = "127.0.0.1:7890"
     gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are gateway_id + ":" + Msg_Id

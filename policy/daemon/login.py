@@ -41,7 +41,8 @@ class LoginResult:
 
 
 class Sessions:
-    """Connection leases per account, so max_connections holds across all front-ends."""
+    """Connection leases per account, so max_connections holds across all front-ends of this
+    daemon. Daemons sharing Redis keep them there instead (policy.daemon.redis_sessions)."""
 
     def __init__(self, lease_seconds: int):
         self.lease_seconds = lease_seconds
@@ -79,6 +80,9 @@ class Sessions:
     def end(self, session_id: str) -> bool:
         with self._lock:
             return self._by_id.pop(session_id, None) is not None
+
+    def close(self) -> None:
+        """Nothing to release (RedisSessions, the shared form, closes its connections)."""
 
 
 class LoginPolicy:

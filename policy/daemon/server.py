@@ -55,6 +55,15 @@ def make_counters(settings: Settings):
                       fold_process=settings.counters_fold == "process")
 
 
+def make_sessions(settings: Settings):
+    """Connection leases: in Redis beside the counters when daemons share Redis (so that
+    max_connections holds across all of them), else in this daemon's memory."""
+    if settings.counters_backend == "redis":
+        from .redis_sessions import RedisSessions
+        return RedisSessions(settings.redis_url, settings.session_lease_seconds)
+    return Sessions(settings.session_lease_seconds)
+
+
 def make_decision_log(settings: Settings, metrics: Metrics):
     if settings.log_writer == "process":
         from ..audit.log_process import DecisionLogProcess as DecisionLog
@@ -86,8 +95,8 @@ class Daemon:
         log_ = self.decision_log
         self.metrics.log_failures.set_function(lambda: log_.write_failures + log_.overflows)
         self.pipeline = Pipeline(self.runtime, self.counters, self.decision_log, self.metrics)
-        self.login = LoginPolicy(self.runtime, Sessions(settings.session_lease_seconds),
-                                 self.counters, settings.login_clock_skew)
+        self.login = LoginPolicy(self.runtime, make_sessions(settings), self.counters,
+                                 settings.login_clock_skew)
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
         self.watcher: FolderWatcher | None = None
@@ -166,6 +175,7 @@ class Daemon:
             self.decision_log.close()
         if self.counters:
             self.counters.close()
+        self.login.sessions.close()
         self.runtime.close()
 
 

@@ -174,10 +174,21 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                                 reports_pushed=res.reports_pushed, access_code=res.access_code)
 
     def RenewSession(self, request, context):
-        return pb.SessionResponse(ok=self.login_policy.renew(request.session_id, request.account_id))
+        try:
+            return pb.SessionResponse(ok=self.login_policy.renew(request.session_id, request.account_id))
+        except Exception as e:  # noqa: BLE001 - the lease store (Redis) failed: the lease is not lost
+            self._lease_store_failed("renewing", request, e, context)
 
     def EndSession(self, request, context):
-        return pb.SessionResponse(ok=self.login_policy.sessions.end(request.session_id))
+        try:
+            return pb.SessionResponse(ok=self.login_policy.sessions.end(request.session_id))
+        except Exception as e:  # noqa: BLE001 - the lease runs out by itself
+            self._lease_store_failed("ending", request, e, context)
+
+    @staticmethod
+    def _lease_store_failed(what: str, request, e: Exception, context) -> None:
+        log.warning("%s session %s failed: %s", what, request.session_id, e)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"session store unavailable: {e}")
 
 
 def policy_service_handler(service: PolicyService) -> grpc.GenericRpcHandler:

@@ -172,3 +172,40 @@ def test_prepaid_balance_at_zero_refuses_login_and_a_short_balance_refuses_submi
     resp = windowed.policy.Evaluate(request(account="900002", src_id="106900002", fee_code="10"), timeout=10)
     assert resp.submit_result == 0 and resp.balance_after == 45
     assert login(windowed, account="900002").status == 0
+
+
+def test_daemons_sharing_redis_hold_max_connections_across_all_of_them(tmp_path):
+    """Front-ends behind several daemons (one Redis for their counters) may log in through any
+    of them: 900001's 4 connections are counted across both, and a lease opened through one
+    daemon is renewed and ended through the other."""
+    import grpc
+
+    from tests.support.redis import start_redis_server
+    proc, url = start_redis_server(tmp_path)
+    daemons = []
+    try:
+        for name in ("a", "b"):
+            daemons.append(DaemonProc(tmp_path / name,
+                                      extra=["--counters", "redis", "--redis-url", url, "--daemon-id", name]))
+        a, b = daemons
+        opened = [login(daemons[i % 2]) for i in range(4)]
+        assert [r.status for r in opened] == [0, 0, 0, 0]
+        assert login(a).status == 21 and login(b).status == 21
+        first = opened[0].session_id                        # opened through a
+        assert b.policy.RenewSession(pb.SessionRequest(session_id=first, account_id="900001"), timeout=5).ok
+        assert b.policy.EndSession(pb.SessionRequest(session_id=first), timeout=5).ok
+        assert login(a).status == 0
+        # the lease store gone: a login is refused as an internal error, a renewal says so and
+        # the front-end keeps the connection (a refused renewal would close it)
+        proc.kill()
+        proc.wait(10)
+        assert login(a).status == 100
+        with pytest.raises(grpc.RpcError) as e:
+            a.policy.RenewSession(pb.SessionRequest(session_id=opened[1].session_id), timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "session store unavailable" in e.value.details()
+    finally:
+        for d in daemons:
+            d.stop()
+        if proc.poll() is None:
+            proc.kill()
