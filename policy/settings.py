@@ -37,7 +37,7 @@ class Settings:
     log_sync: str = "normal"                    # normal: a committed record survives a kill -9 of the daemon (as counters.db and gateway.db do); full: also a power loss, at one fsync per commit, which every answer waits for
     log_writer: str = "process"                 # process: the decision log is written by a child process, on another core (the daemon only pickles records into a pipe); thread: by a thread of the daemon
     watch_rules: bool = True                    # reload on change of rules_dir
-    watch_interval: float = 1.0                 # seconds between checks of rules_dir
+    watch_interval: float = 1.0                 # seconds between checks of rules_dir (and, with counters_backend redis, of the shared API blacklist)
     validate_timeout: float = 30.0              # subprocess validation of a new rule set
     shard_size: int = 48                        # rules per durable_rules ruleset
     match_cache: int = 4096                     # per ruleset and rules version: answers kept for the last N distinct engine messages (exact: the message holds every fact its rules read); 0 = ask durable_rules every time (bench.pipeline_bench reports hit rates)

@@ -8,17 +8,8 @@ import pytest
 
 from policy.daemon.login import Sessions
 from policy.daemon.redis_sessions import RedisSessions
-from tests.support.redis import start_redis_server
 
 LEASE = 60
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(params=["memory", "redis"])

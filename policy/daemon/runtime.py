@@ -62,13 +62,14 @@ class Runtime:
 
     def __init__(self, rules_dir: str, data_dir: str, segment_db: str = "", shard_size: int = 48,
                  validate_timeout: float = 30.0, on_loaded=None,
-                 match_cache: int = Settings.match_cache):
+                 match_cache: int = Settings.match_cache, api_blacklist=None):
         self.rules_dir = rules_dir
         self.shard_size = shard_size
         self.match_cache = match_cache
         self.validate_timeout = validate_timeout
         self.segments = SegmentDB.load(segment_db or None)
-        self.api_blacklist = ApiBlacklist(os.path.join(data_dir, "api_blacklist.db"))
+        # the daemon's own file unless the caller shares one (RedisApiBlacklist)
+        self.api_blacklist = api_blacklist or ApiBlacklist(os.path.join(data_dir, "api_blacklist.db"))
         self._file_blacklist: FileBlacklist | None = None
         self._lock = threading.Lock()  # one reload at a time
         self._current: LoadedPolicy | None = None
@@ -153,3 +154,4 @@ class Runtime:
             self._file_blacklist.stop()
         if self._current:
             self._current.close()
+        self.api_blacklist.close()

@@ -64,6 +64,15 @@ def make_sessions(settings: Settings):
     return Sessions(settings.session_lease_seconds)
 
 
+def make_api_blacklist(settings: Settings):
+    """The API blacklist in Redis when daemons share it, so that an UpdateApiBlacklist through
+    one daemon holds in all; None: the Runtime keeps its own file in data_dir."""
+    if settings.counters_backend != "redis":
+        return None
+    from ..facts.redis_api_blacklist import RedisApiBlacklist
+    return RedisApiBlacklist(settings.redis_url, refresh_seconds=settings.watch_interval)
+
+
 def make_decision_log(settings: Settings, metrics: Metrics):
     if settings.log_writer == "process":
         from ..audit.log_process import DecisionLogProcess as DecisionLog
@@ -90,7 +99,8 @@ class Daemon:
         self.counters = make_counters(settings)
         self.runtime = Runtime(settings.rules_dir, settings.data_dir, settings.segment_db,
                                settings.shard_size, settings.validate_timeout,
-                               on_loaded=self._on_loaded, match_cache=settings.match_cache)
+                               on_loaded=self._on_loaded, match_cache=settings.match_cache,
+                               api_blacklist=make_api_blacklist(settings))
         self.decision_log = make_decision_log(settings, self.metrics)
         log_ = self.decision_log
         self.metrics.log_failures.set_function(lambda: log_.write_failures + log_.overflows)

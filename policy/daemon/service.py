@@ -274,6 +274,9 @@ class AdminService(pb_grpc.AdminServiceServicer):
                 bl.remove(request.remove)
         except ValueError as e:  # a non-number: nothing was written
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"add/remove: {e}")
+        except Exception as e:  # noqa: BLE001 - the shared list's Redis failed
+            log.warning("API blacklist update failed: %s", e)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"API blacklist store unavailable: {e}")
         return pb.UpdateApiBlacklistResponse(size=bl.size)
 
     def _need_counters(self, context) -> None:

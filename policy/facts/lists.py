@@ -123,8 +123,21 @@ class ListIndex:
         return [m for m in (get(number[:n]) for n in self.prefix_lengths) if m is not None]
 
 
+def normalize_numbers(numbers: Iterable[str]) -> list[str]:
+    """The numbers in their normalized form; ValueError naming those that are not numbers."""
+    out, bad = [], []
+    for raw in numbers:
+        number, digits = normalize_number(raw)
+        (out if digits else bad).append(number)
+    if bad:
+        raise ValueError(f"not phone numbers: {', '.join(map(repr, bad[:5]))}"
+                         + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+    return out
+
+
 class ApiBlacklist:
     """Numbers blocked through the admin API; a set in memory, persisted in SQLite.
+    Daemons sharing Redis share one list there instead (policy.facts.redis_api_blacklist).
 
     Reads (`contains`) take no lock: a set membership test is atomic in CPython. Writes update
     the database first and the set after commit, under one lock, so the set never holds what
@@ -151,20 +164,9 @@ class ApiBlacklist:
         self._keys: set[int | str] = {number_key(r[0]) for r in
                                        self._db.execute("select number from api_blacklist")}
 
-    @staticmethod
-    def _normalize(numbers: Iterable[str]) -> list[str]:
-        out, bad = [], []
-        for raw in numbers:
-            number, digits = normalize_number(raw)
-            (out if digits else bad).append(number)
-        if bad:
-            raise ValueError(f"not phone numbers: {', '.join(map(repr, bad[:5]))}"
-                             + (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
-        return out
-
     def add(self, numbers: Iterable[str], source: str = "api") -> int:
         """Adds the numbers (any accepted prefix form); returns how many were new."""
-        numbers = self._normalize(numbers)
+        numbers = normalize_numbers(numbers)
         now = _utcnow()
         with self._lock:
             new = sorted({n for n in numbers if number_key(n) not in self._keys})
@@ -177,7 +179,7 @@ class ApiBlacklist:
 
     def remove(self, numbers: Iterable[str]) -> int:
         """Removes the numbers; returns how many were listed."""
-        numbers = self._normalize(numbers)
+        numbers = normalize_numbers(numbers)
         with self._lock:
             gone = sorted({n for n in numbers if number_key(n) in self._keys})
             if gone:
@@ -194,7 +196,7 @@ class ApiBlacklist:
         with self._lock:
             with self._db.atomic():
                 for list_id, numbers in entries.items():
-                    numbers = sorted(set(self._normalize(numbers)))
+                    numbers = sorted(set(normalize_numbers(numbers)))
                     done = {r[0] for r in self._db.execute(
                         "select number from api_blacklist_seeded where list_id = ?", [list_id])}
                     fresh = [n for n in numbers if n not in done]

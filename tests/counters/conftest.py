@@ -25,14 +25,6 @@ def private_redis(tmp_path):
     proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @dataclass(frozen=True)
 class StoreSpec:
     """Where a store lives, picklable so spawned processes can open the same one."""

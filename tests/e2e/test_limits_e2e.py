@@ -145,7 +145,7 @@ def test_decision_log_unwritable_fails_closed_with_MA_0011(tmp_path):
         d.stop()
 
 
-def test_two_daemons_share_counters_in_redis(tmp_path):
+def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
     proc, url = start_redis_server(tmp_path)
     daemons = []
     try:
@@ -156,6 +156,15 @@ def test_two_daemons_share_counters_in_redis(tmp_path):
         number, text = fresh_number(), f"{SIGNATURE}您的验证码是424242，5分钟内有效"
         codes = [send(daemons[i % 2], dests=[number], text=text).code for i in range(6)]
         assert codes == [""] * 5 + ["MA:0042"]  # one limit of 5, counted across both daemons
+        # so is the API blacklist: listed through one daemon, at once there and in the other
+        # within its refresh (watch_interval, 0.2 s here); lifted through the other, in both
+        listed = fresh_number()
+        daemons[0].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(add=[listed]), timeout=5)
+        assert send(daemons[0], dests=[listed]).code == "MA:0039"
+        assert _eventually(lambda: send(daemons[1], dests=[listed]).code == "MA:0039")
+        daemons[1].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(remove=[listed]), timeout=5)
+        assert send(daemons[1], dests=[listed]).code == ""
+        assert _eventually(lambda: send(daemons[0], dests=[listed]).code == "")
         # the counter store gone: no unchecked sending, the front-end will answer flow control (8)
         proc.kill()
         proc.wait(10)
@@ -163,8 +172,21 @@ def test_two_daemons_share_counters_in_redis(tmp_path):
             send(daemons[0])
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "counter store unavailable" in e.value.details()
+        with pytest.raises(grpc.RpcError) as e:
+            daemons[1].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(add=[fresh_number()]), timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "API blacklist store unavailable" in e.value.details()
     finally:
         for d in daemons:
             d.stop()
         if proc.poll() is None:
             proc.kill()
+
+
+def _eventually(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

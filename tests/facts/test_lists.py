@@ -1,4 +1,6 @@
 import threading
+import time
+import uuid
 
 import pytest
 
@@ -75,45 +77,63 @@ def test_api_lists_are_kept_as_seed():
     assert index.number(number_key("13800138000")).ids == ("api",)
 
 
-def test_api_blacklist_add_remove_persist(tmp_path):
-    path = tmp_path / "sub" / "api.db"
-    bl = ApiBlacklist(path)
+@pytest.fixture(params=["sqlite", "redis"])
+def open_blacklist(request, tmp_path):
+    """A callable opening the API blacklist on one storage: the daemon's own SQLite file, or
+    the Redis that daemons sharing counters share (each call: a new daemon on it)."""
+    opened = []
+    if request.param == "sqlite":
+        def make():
+            opened.append(ApiBlacklist(tmp_path / "sub" / "api.db"))
+            return opened[-1]
+    else:
+        from policy.facts.redis_api_blacklist import RedisApiBlacklist
+        url, prefix = request.getfixturevalue("redis_url"), f"t{uuid.uuid4().hex[:8]}:"
+
+        def make():
+            opened.append(RedisApiBlacklist(url, prefix=prefix, refresh_seconds=0.1))
+            return opened[-1]
+    yield make
+    for bl in opened:
+        bl.close()
+
+
+def test_api_blacklist_add_remove_persist(open_blacklist):
+    bl = open_blacklist()
     assert bl.add(["+8613800138000", "13900000001", "13900000001"]) == 2
     assert bl.add(["13800138000"]) == 0
     assert bl.contains("13800138000") and bl.size == 2
     assert bl.remove(["13900000001", "13600000000"]) == 1
     assert not bl.contains("13900000001")
     bl.close()
-    reopened = ApiBlacklist(path)
+    reopened = open_blacklist()
     assert reopened.contains("13800138000") and reopened.size == 1
-    reopened.close()
 
 
-def test_api_blacklist_refuses_non_numbers(tmp_path):
-    bl = ApiBlacklist(tmp_path / "api.db")
+def test_api_blacklist_refuses_non_numbers(open_blacklist):
+    bl = open_blacklist()
     with pytest.raises(ValueError, match="not phone numbers: 'abc'"):
         bl.add(["13800138000", "abc"])
     assert bl.size == 0  # all or nothing
+    assert open_blacklist().size == 0
 
 
-def test_seed_adds_each_list_entry_once_ever(tmp_path):
-    path = tmp_path / "api.db"
-    bl = ApiBlacklist(path)
+def test_seed_adds_each_list_entry_once_ever(open_blacklist):
+    bl = open_blacklist()
     assert bl.seed({"api": ["13800138000", "13900000001"]}) == 2
     bl.remove(["13800138000"])                      # an operator lifts one
     assert bl.seed({"api": ["13800138000", "13900000001", "13700000000"]}) == 1  # policy reload
     assert not bl.contains("13800138000") and bl.contains("13700000000")
     bl.close()
-    again = ApiBlacklist(path)                      # and across restarts
+    again = open_blacklist()                        # and across restarts
     assert again.seed({"api": ["13800138000"]}) == 0
     again.add(["13500000000"])
     assert again.seed({"api2": ["13500000000"]}) == 0  # already listed through the API
     assert not again.contains("13800138000")
-    again.close()
 
 
-def test_api_blacklist_concurrent_writers(tmp_path):
-    bl = ApiBlacklist(tmp_path / "api.db")
+def test_api_blacklist_concurrent_writers(open_blacklist):
+    bl = open_blacklist()
     def worker(base):
         for i in range(50):
             bl.add([f"138{base:04d}{i:04d}"])
@@ -124,4 +144,26 @@ def test_api_blacklist_concurrent_writers(tmp_path):
         t.join()
     assert bl.size == 200
     bl.close()
-    assert ApiBlacklist(tmp_path / "api.db").size == 200
+    assert open_blacklist().size == 200
+
+
+def test_a_change_through_one_daemon_reaches_the_others_on_redis(redis_url):
+    from policy.facts.redis_api_blacklist import RedisApiBlacklist
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    one = RedisApiBlacklist(redis_url, prefix=prefix, refresh_seconds=3600)   # refreshed by hand
+    two = RedisApiBlacklist(redis_url, prefix=prefix, refresh_seconds=0.05)   # by its thread
+    try:
+        one.add(["13800138000"])
+        deadline = time.monotonic() + 5
+        while not two.contains("13800138000") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert two.contains("13800138000")
+        two.remove(["13800138000"])
+        two.add(["13900000001"])
+        assert one.contains("13800138000") and not one.contains("13900000001")  # not refreshed yet
+        assert one.refresh()
+        assert not one.contains("13800138000") and one.contains("13900000001")
+        assert not one.refresh()                    # nothing changed since: no read
+    finally:
+        one.close()
+        two.close()
