@@ -37,7 +37,7 @@ class Settings:
     log_sync: str = "normal"                    # normal: a committed record survives a kill -9 of the daemon (as counters.db and gateway.db do); full: also a power loss, at one fsync per commit, which every answer waits for
     log_writer: str = "process"                 # process: the decision log is written by a child process, on another core (the daemon only pickles records into a pipe); thread: by a thread of the daemon
     watch_rules: bool = True                    # reload on change of rules_dir
-    watch_interval: float = 1.0                 # seconds between checks of rules_dir (and, with counters_backend redis, of the shared API blacklist)
+    watch_interval: float = 1.0                 # seconds between checks of rules_dir, and of the API blacklist for changes made through another daemon (in Redis or in data_dir)
     validate_timeout: float = 30.0              # subprocess validation of a new rule set
     shard_size: int = 48                        # rules per durable_rules ruleset
     match_cache: int = 4096                     # per ruleset and rules version: answers kept for the last N distinct engine messages (exact: the message holds every fact its rules read); 0 = ask durable_rules every time (bench.pipeline_bench reports hit rates)
@@ -45,11 +45,11 @@ class Settings:
     tls_cert: str = ""                          # PEM files; both set = TLS on the gRPC port
     tls_key: str = ""
     metrics_listen: str = ""                    # "127.0.0.1:9464" serves Prometheus metrics; '' = off
-    session_lease_seconds: int = 60             # front-end connection leases (max connections): in Redis with counters_backend redis, so max_connections holds across the daemons sharing it; else in the daemon's memory
+    session_lease_seconds: int = 60             # front-end connection leases (max connections), kept where the daemons sharing counters share them, so max_connections holds across all: in Redis (counters_backend redis), in data_dir/sessions.db (counters_sqlite_mode shared); else in the daemon's memory
     login_clock_skew: int = 300                 # seconds a CONNECT timestamp may be off (replay guard)
     idempotency_seconds: int = 86400            # how long a request id's answer is kept
     workers: int = 8                            # gRPC worker threads
-    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen` (with SQLite counters on one data_dir they need counters_sqlite_mode: shared, or Redis; only Redis shares connection leases too)
+    reuse_port: bool = False                    # SO_REUSEPORT: several daemons share `listen` (with SQLite counters on one data_dir they need counters_sqlite_mode: shared, or Redis)
     # --- CMPP front-end ---
     gateway_listen: str = "127.0.0.1:7890"
     gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are gateway_id + ":" + Msg_Id

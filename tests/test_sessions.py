@@ -1,5 +1,6 @@
-"""Connection leases (login code 21): the daemon's own (Sessions) and the shared form in Redis
-(RedisSessions) keep the same rules, checked here side by side on a real redis-server."""
+"""Connection leases (login code 21): the daemon's own (Sessions) and the shared forms, in a
+SQLite file (SqliteSessions) and in Redis (RedisSessions), keep the same rules, checked here side
+by side (Redis: a real redis-server)."""
 from __future__ import annotations
 
 import uuid
@@ -8,14 +9,20 @@ import pytest
 
 from policy.daemon.login import Sessions
 from policy.daemon.redis_sessions import RedisSessions
+from policy.daemon.sqlite_sessions import SqliteSessions
 
 LEASE = 60
 
 
-@pytest.fixture(params=["memory", "redis"])
-def sessions(request):
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def sessions(request, tmp_path):
     if request.param == "memory":
         yield Sessions(LEASE)
+        return
+    if request.param == "sqlite":
+        store = SqliteSessions(str(tmp_path / "sessions.db"), LEASE)
+        yield store
+        store.close()
         return
     store = RedisSessions(request.getfixturevalue("redis_url"), LEASE, prefix=f"t{uuid.uuid4().hex[:8]}:")
     yield store
@@ -55,9 +62,13 @@ def test_a_lost_lease_is_taken_back_while_the_account_has_room(sessions):
     assert sessions.end("from-before")
 
 
-def test_redis_leases_are_shared_by_every_store_on_the_server(redis_url):
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    one, two = RedisSessions(redis_url, LEASE, prefix=prefix), RedisSessions(redis_url, LEASE, prefix=prefix)
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_shared_leases_are_shared_by_every_store_on_them(kind, tmp_path, request):
+    if kind == "sqlite":
+        one, two = (SqliteSessions(str(tmp_path / "sessions.db"), LEASE) for _ in range(2))
+    else:
+        url, prefix = request.getfixturevalue("redis_url"), f"t{uuid.uuid4().hex[:8]}:"
+        one, two = RedisSessions(url, LEASE, prefix=prefix), RedisSessions(url, LEASE, prefix=prefix)
     try:
         a = one.open("A", 2, 1000.0)
         assert two.open("A", 2, 1000.0)

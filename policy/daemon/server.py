@@ -56,21 +56,27 @@ def make_counters(settings: Settings):
 
 
 def make_sessions(settings: Settings):
-    """Connection leases: in Redis beside the counters when daemons share Redis (so that
-    max_connections holds across all of them), else in this daemon's memory."""
+    """Connection leases where the daemons sharing counters share them, so that max_connections
+    holds across all of them: in Redis, or in the data folder with shared-mode SQLite counters;
+    else (one daemon owns the counters) in this daemon's memory."""
     if settings.counters_backend == "redis":
         from .redis_sessions import RedisSessions
         return RedisSessions(settings.redis_url, settings.session_lease_seconds)
+    if settings.counters_backend == "sqlite" and settings.counters_sqlite_mode == "shared":
+        from .sqlite_sessions import SqliteSessions
+        return SqliteSessions(settings.path("sessions.db"), settings.session_lease_seconds)
     return Sessions(settings.session_lease_seconds)
 
 
 def make_api_blacklist(settings: Settings):
-    """The API blacklist in Redis when daemons share it, so that an UpdateApiBlacklist through
-    one daemon holds in all; None: the Runtime keeps its own file in data_dir."""
-    if settings.counters_backend != "redis":
-        return None
-    from ..facts.redis_api_blacklist import RedisApiBlacklist
-    return RedisApiBlacklist(settings.redis_url, refresh_seconds=settings.watch_interval)
+    """The API blacklist where the daemons sharing counters share it, so that an
+    UpdateApiBlacklist through one daemon holds in all within watch_interval: in Redis, else in
+    the data folder's file (read again when another daemon on the folder wrote to it)."""
+    if settings.counters_backend == "redis":
+        from ..facts.redis_api_blacklist import RedisApiBlacklist
+        return RedisApiBlacklist(settings.redis_url, refresh_seconds=settings.watch_interval)
+    from ..facts.lists import ApiBlacklist
+    return ApiBlacklist(settings.path("api_blacklist.db"), refresh_seconds=settings.watch_interval)
 
 
 def make_decision_log(settings: Settings, metrics: Metrics):

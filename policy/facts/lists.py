@@ -12,6 +12,7 @@ slots and keys, not a million small objects.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ..rules.model import NumberList
 from .numbers import iter_numbers, normalize_number, number_key, open_number_file
 
 SEGMENT_PREFIX_LENGTHS = range(3, 8)
+log = logging.getLogger("smspolicy.lists")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +137,42 @@ def normalize_numbers(numbers: Iterable[str]) -> list[str]:
     return out
 
 
+class Refresher:
+    """Calls `refresh` every `interval` seconds in a daemon thread, until stop(); a failure is
+    logged once per run of failures (the list read last stays in force meanwhile)."""
+
+    def __init__(self, refresh, interval: float, what: str):
+        self._refresh, self._what = refresh, what
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), name=f"{what}-refresh",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        failing = False
+        while not self._stop.wait(interval):
+            try:
+                self._refresh()
+                if failing:
+                    log.info("%s: read again", self._what)
+                failing = False
+            except Exception as e:  # noqa: BLE001 - the store is away for now: retry next round
+                if not failing:
+                    log.warning("%s: cannot read it (%s); the last list read stays in force", self._what, e)
+                failing = True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
 class ApiBlacklist:
     """Numbers blocked through the admin API; a set in memory, persisted in SQLite.
-    Daemons sharing Redis share one list there instead (policy.facts.redis_api_blacklist).
+
+    Daemons sharing one data folder (shared-mode SQLite counters, one port with reuse_port) share
+    the file: with `refresh_seconds`, each reads the list again when another one committed to it
+    (`PRAGMA data_version`, checked every `refresh_seconds`). Daemons sharing Redis share one
+    list there instead (policy.facts.redis_api_blacklist).
 
     Reads (`contains`) take no lock: a set membership test is atomic in CPython. Writes update
     the database first and the set after commit, under one lock, so the set never holds what
@@ -148,7 +183,7 @@ class ApiBlacklist:
     while entries newly added to such a list do reach the blacklist.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, refresh_seconds: float | None = None):
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), check_same_thread=False)
@@ -161,8 +196,21 @@ class ApiBlacklist:
         self._seeded.create({"list_id": str, "number": str}, pk=("list_id", "number"),
                             if_not_exists=True)
         self._lock = threading.Lock()
-        self._keys: set[int | str] = {number_key(r[0]) for r in
-                                       self._db.execute("select number from api_blacklist")}
+        self._data_version = None
+        self._keys: set[int | str] = set()
+        self.refresh()
+        self._refresher = Refresher(self.refresh, refresh_seconds, "API blacklist") if refresh_seconds else None
+
+    def refresh(self) -> bool:
+        """Read the list again if another connection (another daemon on this file) committed
+        to it since the last read; True if it was read."""
+        with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return False
+            self._data_version = version
+            self._keys = {number_key(r[0]) for r in self._db.execute("select number from api_blacklist")}
+            return True
 
     def add(self, numbers: Iterable[str], source: str = "api") -> int:
         """Adds the numbers (any accepted prefix form); returns how many were new."""
@@ -222,6 +270,8 @@ class ApiBlacklist:
         return len(self._keys)
 
     def close(self) -> None:
+        if self._refresher:
+            self._refresher.stop()
         with self._lock:
             self._db.conn.close()
 

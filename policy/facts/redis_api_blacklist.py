@@ -20,16 +20,14 @@ call answers UNAVAILABLE); lookups keep the last set read, and the refresher ret
 """
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Iterable
 
 import redis
 
-from .lists import normalize_numbers
+from .lists import Refresher, normalize_numbers
 from .numbers import number_key
 
-log = logging.getLogger("smspolicy.lists")
 SEED_CHUNK = 5000   # numbers per seeding script call
 
 # ARGV: set key, version key, command (SADD | SREM), numbers... -> how many changed
@@ -66,38 +64,22 @@ class RedisApiBlacklist:
         self._keys: set[int | str] = set()
         self._version: bytes | None | bool = False   # False: never read
         self.refresh()                  # at start Redis must answer, as for the counters
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresh_loop, args=(refresh_seconds,),
-                                        name="api-blacklist-refresh", daemon=True)
-        self._thread.start()
+        self._refresher = Refresher(self.refresh, refresh_seconds, "API blacklist in Redis")
 
     def refresh(self) -> bool:
-        """Read the set again if another daemon changed it; True if it was read."""
-        version = self._client.get(self._version_key)
-        if version == self._version:
-            return False
-        pipe = self._client.pipeline(transaction=True)   # the members as of that version
-        pipe.get(self._version_key)
-        pipe.smembers(self._set)
-        version, members = pipe.execute()
-        keys = {number_key(m.decode()) for m in members}
+        """Read the set again if another daemon changed it; True if it was read. Under the
+        lock: a write of this daemon landing between the read and the swap would vanish here
+        until the next change."""
         with self._lock:
-            self._keys, self._version = keys, version
-        return True
-
-    def _refresh_loop(self, interval: float) -> None:
-        failing = False
-        while not self._stop.wait(interval):
-            try:
-                self.refresh()
-                if failing:
-                    log.info("API blacklist: Redis answers again")
-                failing = False
-            except redis.RedisError as e:
-                if not failing:
-                    log.warning("API blacklist: cannot read it from Redis (%s); the last list "
-                                "read stays in force", e)
-                failing = True
+            version = self._client.get(self._version_key)
+            if version == self._version:
+                return False
+            pipe = self._client.pipeline(transaction=True)   # the members as of that version
+            pipe.get(self._version_key)
+            pipe.smembers(self._set)
+            version, members = pipe.execute()
+            self._keys, self._version = {number_key(m.decode()) for m in members}, version
+            return True
 
     def add(self, numbers: Iterable[str], source: str = "api") -> int:
         """Adds the numbers (any accepted prefix form); returns how many were new."""
@@ -142,6 +124,5 @@ class RedisApiBlacklist:
         return len(self._keys)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._refresher.stop()
         self._client.close()

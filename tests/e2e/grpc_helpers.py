@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from gateway.cmpp.auth import authenticator_source, timestamp_now
 from policy.api.v1 import policy_pb2 as pb
 
 SIGNATURE = "【云信科技】"
 _ids = itertools.count(1)
+_age = itertools.count()
+TZ = ZoneInfo("Asia/Shanghai")
 
 
 def ucs2(text: str) -> bytes:
@@ -35,6 +40,22 @@ def request(dests=None, text=None, account="900001", src_id="106900001", msg_fmt
                               registered_delivery=True, **kw)
 
 
+def fresh_ts() -> int:
+    """A CONNECT timestamp within the allowed skew, different for every login of the session
+    (a successful login's authenticator cannot be used twice)."""
+    return timestamp_now(datetime.now(TZ) - timedelta(seconds=next(_age) % 240))
+
+
+def login(daemon, account="900001", secret="888888", version=0x21, ip="127.0.0.1", ts=None,
+          **kw) -> pb.LoginResponse:
+    """PolicyService.Login as a CMPP front-end calls it (by default the demo account)."""
+    ts = fresh_ts() if ts is None else ts
+    auth = authenticator_source(account, secret, ts)
+    return daemon.policy.Login(pb.LoginRequest(
+        account_id=account, authenticator_source=auth, timestamp=ts, version=version, peer_ip=ip,
+        access_mode=kw.pop("mode", pb.ACCESS_MODE_CMPP), frontend_id="tests", **kw), timeout=10)
+
+
 def one(resp: pb.EvaluateResponse) -> pb.RecipientDecision:
     assert resp.submit_result == 0, resp
     assert len(resp.recipients) == 1, resp
@@ -48,3 +69,14 @@ def clear_of_the_hour(margin: float = 30.0) -> None:
     left = 3600 - time.time() % 3600
     if left < margin:
         time.sleep(left + 0.5)
+
+
+def eventually(check, seconds: float = 5.0) -> bool:
+    """True once check() is, polling for up to `seconds` (a change another daemon picks up
+    within its refresh interval)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from policy.api.v1 import policy_pb2 as pb
-from tests.e2e.grpc_helpers import SIGNATURE, fresh_number, one, request
+from tests.e2e.grpc_helpers import SIGNATURE, eventually, fresh_number, one, request
 from tests.support.procs import DaemonProc, copy_rules
 from tests.support.redis import start_redis_server
 
@@ -161,10 +161,10 @@ def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
         listed = fresh_number()
         daemons[0].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(add=[listed]), timeout=5)
         assert send(daemons[0], dests=[listed]).code == "MA:0039"
-        assert _eventually(lambda: send(daemons[1], dests=[listed]).code == "MA:0039")
+        assert eventually(lambda: send(daemons[1], dests=[listed]).code == "MA:0039")
         daemons[1].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(remove=[listed]), timeout=5)
         assert send(daemons[1], dests=[listed]).code == ""
-        assert _eventually(lambda: send(daemons[0], dests=[listed]).code == "")
+        assert eventually(lambda: send(daemons[0], dests=[listed]).code == "")
         # the counter store gone: no unchecked sending, the front-end will answer flow control (8)
         proc.kill()
         proc.wait(10)
@@ -181,12 +181,3 @@ def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
             d.stop()
         if proc.poll() is None:
             proc.kill()
-
-
-def _eventually(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

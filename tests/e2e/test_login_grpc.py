@@ -1,11 +1,9 @@
 """The CMPP login policy (CONNECT_RESP.Status) through PolicyService.Login, every status code."""
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,25 +11,16 @@ from gateway.cmpp.auth import authenticator_ismg, authenticator_source, timestam
 from policy.api.v1 import policy_pb2 as pb
 from tests.support.procs import DaemonProc
 
-TZ = ZoneInfo("Asia/Shanghai")
-_age = itertools.count()
+from .grpc_helpers import TZ, fresh_ts
+from .grpc_helpers import login as cmpp_login
 
-
-def fresh_ts() -> int:
-    """A CONNECT timestamp within the allowed skew, different for every login of the module
-    (a successful login's authenticator cannot be used twice)."""
-    return timestamp_now(datetime.now(TZ) - timedelta(seconds=next(_age) % 240))
 SECRETS = {"900001": "888888", "900002": "pre-900002", "900003": "off-900003",
            "900004": "http-900004-secret", "900011": "v3-900011", "900012": "login-900012",
            "900017": "new-900017"}
 
 
-def login(daemon, account="900001", secret=None, version=0x21, ip="127.0.0.1", ts=None, **kw):
-    ts = fresh_ts() if ts is None else ts
-    auth = authenticator_source(account, SECRETS.get(account, "x") if secret is None else secret, ts)
-    return daemon.policy.Login(pb.LoginRequest(
-        account_id=account, authenticator_source=auth, timestamp=ts, version=version, peer_ip=ip,
-        access_mode=kw.pop("mode", pb.ACCESS_MODE_CMPP), frontend_id="tests", **kw), timeout=10)
+def login(daemon, account="900001", secret=None, **kw):
+    return cmpp_login(daemon, account, SECRETS.get(account, "x") if secret is None else secret, **kw)
 
 
 @pytest.fixture(scope="module", autouse=True)

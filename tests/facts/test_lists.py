@@ -147,11 +147,19 @@ def test_api_blacklist_concurrent_writers(open_blacklist):
     assert open_blacklist().size == 200
 
 
-def test_a_change_through_one_daemon_reaches_the_others_on_redis(redis_url):
-    from policy.facts.redis_api_blacklist import RedisApiBlacklist
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    one = RedisApiBlacklist(redis_url, prefix=prefix, refresh_seconds=3600)   # refreshed by hand
-    two = RedisApiBlacklist(redis_url, prefix=prefix, refresh_seconds=0.05)   # by its thread
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_change_through_one_daemon_reaches_the_others(kind, tmp_path, request):
+    """Daemons on one data folder share the file, daemons on one Redis the set there."""
+    if kind == "sqlite":
+        def make(every):
+            return ApiBlacklist(tmp_path / "api.db", refresh_seconds=every)
+    else:
+        from policy.facts.redis_api_blacklist import RedisApiBlacklist
+        url, prefix = request.getfixturevalue("redis_url"), f"t{uuid.uuid4().hex[:8]}:"
+
+        def make(every):
+            return RedisApiBlacklist(url, prefix=prefix, refresh_seconds=every)
+    one, two = make(3600), make(0.05)   # one refreshed by hand, two by its thread
     try:
         one.add(["13800138000"])
         deadline = time.monotonic() + 5
