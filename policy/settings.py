@@ -54,7 +54,7 @@ class Settings:
     gateway_listen: str = "127.0.0.1:7890"
     gateway_id: str = "g1"                      # unique per front-end on one daemon: request ids are gateway_id + ":" + Msg_Id
     gateway_code: int = 1                       # ISMG code inside Msg_Id (22 bits)
-    policy_target: str = "127.0.0.1:50051"      # where the front-end finds the daemon
+    policy_target: str = "127.0.0.1:50051"      # where the front-end finds the daemon; several sharing counters: ipv4:HOST:PORT,HOST:PORT (calls spread round robin, one down is skipped)
     policy_timeout: float = 2.0                 # seconds; later = SUBMIT_RESP Result 8
     window: int = 16                            # unanswered requests per connection
     active_test_interval: float = 180.0         # C: idle seconds before ACTIVE_TEST

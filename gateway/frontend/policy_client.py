@@ -5,10 +5,11 @@ that raises PolicyUnavailable, which the session turns into "try again" (SUBMIT_
 CONNECT_RESP Status 100) — nothing is ever let through unchecked.
 
 Evaluations go out as EvaluateBatch calls (a lone one as Evaluate), at most MAX_CALLS of them
-in flight: what arrives while they are out waits and leaves as one batch as soon as one comes
-back. Idle, a request leaves in the next turn of the loop (no waiting added); under load the
-batches grow by themselves, which divides the per-call cost of gRPC on both sides (and the
-daemon's per-call work, GIL contention of its worker threads included) by the batch size.
+in flight (per daemon named, see below): what arrives while they are out waits and leaves as
+one batch as soon as one comes back. Idle, a request leaves in the next turn of the loop (no
+waiting added); under load the batches grow by themselves, which divides the per-call cost of
+gRPC on both sides (and the daemon's per-call work, GIL contention of its worker threads
+included) by the batch size.
 Measured with the shipped daemon: one call per loop turn gave batches of 2 (median) at 4
 connections x window 16, and the daemon spent its time on calls rather than decisions. A
 queued request keeps its own deadline: the call carrying it gets what is left of
@@ -17,6 +18,12 @@ policy_timeout. The daemon answers a batch with one status, so a request it
 refuses (INVALID_ARGUMENT, NOT_FOUND) would sink the others: those batches are replayed one
 call per request, so each request gets its own answer (and a PolicyService without
 EvaluateBatch is used call by call from then on).
+
+Several daemons that share their counters (Redis, or one data folder) can serve one front-end:
+`policy_target` lists them, `ipv4:10.0.0.1:50051,10.0.0.2:50051`. Calls are spread over them
+round robin, up to MAX_CALLS per daemon named in flight in all, and a daemon that is down is
+skipped until it is back, so one daemon lost costs the calls it had in flight (Result 8), not
+the front-end.
 """
 from __future__ import annotations
 
@@ -41,16 +48,25 @@ class PolicyRefused(Exception):
     """The daemon refused to evaluate the request as malformed (INVALID_ARGUMENT)."""
 
 
+def daemons_in(target: str) -> int:
+    """How many daemons a gRPC target names: `ipv4:`/`ipv6:` list several, comma-separated."""
+    if target.startswith(("ipv4:", "ipv6:")):
+        return len([a for a in target.split(":", 1)[1].split(",") if a.strip()])
+    return 1
+
+
 class PolicyClient:
     def __init__(self, target: str, timeout: float):
         self.target = target
         self.timeout = timeout
+        self.max_calls = MAX_CALLS * daemons_in(target)
         # A daemon back after an outage must be used within a second, not after gRPC's default
         # reconnect backoff (up to 120 s of Result 8).
         self._channel = grpc.aio.insecure_channel(target, options=[
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.lb_policy_name", "round_robin"),   # several daemons: spread, skip one down
         ])
         self._stub = pb_grpc.PolicyServiceStub(self._channel)
         self._queue: list[tuple[pb.EvaluateRequest, asyncio.Future, float]] = []  # + deadline
@@ -72,14 +88,14 @@ class PolicyClient:
     async def evaluate(self, request: pb.EvaluateRequest) -> pb.EvaluateResponse:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if not self._queue and self._calls < MAX_CALLS:
+        if not self._queue and self._calls < self.max_calls:
             loop.call_soon(self._flush)
         self._queue.append((request, future, loop.time() + self.timeout))
         return await future
 
     def _flush(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._queue and self._calls < MAX_CALLS:
+        while self._queue and self._calls < self.max_calls:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             self._calls += 1
             task = loop.create_task(self._send(batch))

@@ -42,7 +42,8 @@ class LoginResult:
 
 class Sessions:
     """Connection leases per account, so max_connections holds across all front-ends of this
-    daemon. Daemons sharing Redis keep them there instead (policy.daemon.redis_sessions)."""
+    daemon. Daemons that share their counters share the leases too, in the same place
+    (policy.daemon.redis_sessions, policy.daemon.sqlite_sessions; see make_sessions)."""
 
     def __init__(self, lease_seconds: int):
         self.lease_seconds = lease_seconds
@@ -82,7 +83,7 @@ class Sessions:
             return self._by_id.pop(session_id, None) is not None
 
     def close(self) -> None:
-        """Nothing to release (RedisSessions, the shared form, closes its connections)."""
+        """Nothing to release (the shared forms close their connections)."""
 
 
 class LoginPolicy:

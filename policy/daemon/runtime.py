@@ -68,7 +68,7 @@ class Runtime:
         self.match_cache = match_cache
         self.validate_timeout = validate_timeout
         self.segments = SegmentDB.load(segment_db or None)
-        # the daemon's own file unless the caller shares one (RedisApiBlacklist)
+        # the daemon passes the one it shares with other daemons (server.make_api_blacklist)
         self.api_blacklist = api_blacklist or ApiBlacklist(os.path.join(data_dir, "api_blacklist.db"))
         self._file_blacklist: FileBlacklist | None = None
         self._lock = threading.Lock()  # one reload at a time

@@ -138,3 +138,42 @@ def test_daemon_down_gives_8_and_100_then_recovers(own):
         await client.close()
         return down.result, login, back.result
     assert run(go(), 60) == (8, 100, 0)
+
+
+def test_a_front_end_over_two_daemons_keeps_serving_when_one_dies(tmp_path, make_gateway):
+    """policy_target names two daemons sharing Redis: logins and submits go through both, and
+    with one killed the front-end answers through the other (no Result 8 once it noticed)."""
+    from tests.support.redis import start_redis_server
+    proc, url = start_redis_server(tmp_path)
+    rules = copy_rules(tmp_path)
+    daemons = [DaemonProc(tmp_path / n, rules_dir=rules,
+                          extra=["--counters", "redis", "--redis-url", url, "--daemon-id", n])
+               for n in ("a", "b")]
+    try:
+        g = make_gateway(f"ipv4:{daemons[0].target},{daemons[1].target}", policy_timeout=2.0)
+
+        async def go():
+            client = await CmppClient.logged_in(g.port)
+            both = [await client.send_text(TEXT, (fresh_number(),)) for _ in range(10)]
+            on_a = logged(0)
+            daemons[0].proc.kill()
+            daemons[0].channel.close()
+            await asyncio.sleep(0.5)
+            after = [await client.send_text(TEXT, (fresh_number(),)) for _ in range(10)]
+            relogin = await login_status(g.port, "900001", "888888")
+            await client.close()
+            return both, on_a, after, relogin
+
+        def logged(i: int) -> int:   # decisions in daemon i's own log (committed before answers)
+            with sqlite3.connect(daemons[i].data_dir / f"decisions-{'ab'[i]}.db") as db:
+                return db.execute("SELECT count(*) FROM decisions").fetchone()[0]
+        both, on_a, after, relogin = run(go())
+        assert [r.result for r in both] == [0] * 10
+        assert 0 < on_a < 10, on_a                          # both daemons took calls
+        assert [r.result for r in after] == [0] * 10
+        assert relogin == 0
+        assert logged(0) == on_a and logged(1) == 20 - on_a
+    finally:
+        for d in daemons:
+            d.stop()
+        proc.kill()

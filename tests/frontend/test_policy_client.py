@@ -102,3 +102,38 @@ def test_a_stalled_daemon_fails_every_request_within_policy_timeout(queued):
     if queued:
         assert rec.calls[:2] == [1, 1]   # the two slots were taken when the others came
     assert took < 1.5          # 0.5 s policy_timeout (+ the 0.25 s spent queueing), never 3 s
+
+
+def test_several_daemons_share_the_calls_and_one_down_is_skipped():
+    """policy_target ipv4:A,B: calls go to both daemons, and once A is gone every request is
+    answered by B (none is refused for A's absence)."""
+    async def go():
+        (s1, rec1, t1), (s2, rec2, t2) = await serve(delay=0.05), await serve(delay=0.05)
+        client = PolicyClient(f"ipv4:{t1},{t2}", timeout=5.0)
+        try:
+            first = []
+            for i in range(60):
+                first.append(asyncio.ensure_future(client.evaluate(request(i))))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*first)
+            spread = (sum(rec1.calls), sum(rec2.calls))
+            await s1.stop(None)
+            await asyncio.sleep(0.3)
+            before = sum(rec2.calls)
+            later = await asyncio.gather(*(client.evaluate(request(100 + i)) for i in range(20)),
+                                         return_exceptions=True)
+            return spread, later, sum(rec2.calls) - before
+        finally:
+            await client.close()
+            await s2.stop(None)
+    spread, later, on_b = run(go())
+    assert spread[0] > 0 and spread[1] > 0 and sum(spread) == 60, spread
+    assert [getattr(a, "request_id", a) for a in later] == [f"t:{100 + i}" for i in range(20)]
+    assert on_b == 20
+
+
+def test_the_daemons_a_target_names():
+    assert policy_client.daemons_in("127.0.0.1:50051") == 1
+    assert policy_client.daemons_in("dns:///policy.internal:50051") == 1
+    assert policy_client.daemons_in("ipv4:10.0.0.1:50051,10.0.0.2:50051") == 2
+    assert policy_client.daemons_in("ipv6:[::1]:50051,[::1]:50052,[::1]:50053") == 3
