@@ -1,7 +1,7 @@
 """End-to-end throughput and latency of the CMPP front-end, beside a codec-only echo server.
 
     PYTHONPATH=. python bench/frontend_e2e.py [--seconds 10] [--connections 4] [--window 16]
-        [--rows echo,stub,daemon,daemon-none,chain] [--runs 1]
+        [--rows echo,stub,daemon,daemon-none,chain,redis-1,redis-2] [--runs 1]
 
 Separate processes, measured one after the other in the same run with the same load generator
 (this process): `connections` CMPP 2.x connections of the demo account, each keeping `window`
@@ -23,6 +23,10 @@ SUBMITs in flight.
   Little's law (64 in flight at 3,000/s is 21 ms on average whatever the software): p99 at a
   given rate is what this row measures; "behind" is how many SUBMITs were due before their
   window had room;
+* redis-1, redis-2 (not in the default set): the "daemon" row with Redis counters (a private
+  redis-server), through one daemon, and through two daemons sharing it, the front-end's
+  `policy_target` naming both (`ipv4:A,B`, calls spread round robin): what a second daemon
+  brings to one front-end on this machine;
 * chain (issue 8, benchmark 3): the product end to end — client -> front-end -> daemon (as
   shipped) -> outbox -> `smspolicy forward` -> `smspolicy simulate-upstream` (report delay
   --report-delay, default 0) -> upstream report -> forwarder -> store -> DELIVER status report
@@ -363,8 +367,11 @@ LABELS = {
     "daemon-none": "front-end + daemon, counters none",
     "paced": "front-end + policy daemon, paced ",
     "chain": "chain to final report            ",
+    "redis-1": "front-end + 1 Redis daemon       ",
+    "redis-2": "front-end + 2 Redis daemons      ",
 }
-ROWS = tuple(LABELS)
+ALL_ROWS = tuple(LABELS)
+ROWS = tuple(r for r in ALL_ROWS if not r.startswith("redis-"))   # the default set
 
 
 def show(row: dict) -> None:
@@ -416,9 +423,9 @@ def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
     and for chain submit_rate, submit_p50_ms, submit_p99_ms, stats, unreported. `policy`: a
     running daemon to use for the "daemon" row instead of starting one."""
     from tests.support.procs import DaemonProc, free_port
-    unknown = set(rows) - set(ROWS)
+    unknown = set(rows) - set(ALL_ROWS)
     if unknown:
-        raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
+        raise ValueError(f"unknown rows {sorted(unknown)}; known: {', '.join(ALL_ROWS)}")
     repo = Path(__file__).resolve().parents[1]
     work = Path(tempfile.mkdtemp(prefix="frontend_e2e_"))
     procs: list[subprocess.Popen] = []
@@ -470,6 +477,22 @@ def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
             target, pid = daemon("daemon-none", extra=["--counters", "none"])
             gw, port = gateway("gateway-none", target)
             plans["daemon-none"] = (port, {"gateway": gw.pid, "daemon": pid, "client": me}, {})
+        if "redis-1" in rows or "redis-2" in rows:
+            from .counters_micro import start_redis
+            redis_proc, url = start_redis(str(work))
+            if redis_proc is None:
+                raise ValueError("the redis-1 and redis-2 rows need redis-server on PATH")
+            procs.append(redis_proc)
+            for n in (1, 2):
+                if f"redis-{n}" not in rows:
+                    continue
+                db = url.rsplit("/", 1)[0] + f"/{n}"   # each row its own counters
+                started = [daemon(f"redis-{n}-{k}", extra=["--counters", "redis", "--redis-url", db,
+                                                           "--daemon-id", f"d{k}"]) for k in range(n)]
+                target = started[0][0] if n == 1 else "ipv4:" + ",".join(t for t, _ in started)
+                gw, port = gateway(f"gateway-redis-{n}", target)
+                plans[f"redis-{n}"] = (port, {"gateway": gw.pid, "client": me,
+                                              **{f"daemon{k}": pid for k, (_, pid) in enumerate(started)}}, {})
         if "chain" in rows:
             sim_port, http_port = free_port(), free_port()
             rules = _chain_rules(work / "chain-rules", sim_port, http_port)
@@ -535,7 +558,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help=f"comma-separated, of {', '.join(ALL_ROWS)} (default: all but the redis rows)")
     ap.add_argument("--report-delay", type=float, default=0.0,
                     help="the simulator's delay before each upstream report (chain row)")
     ap.add_argument("--drain", type=float, default=10.0,
