@@ -478,7 +478,7 @@ def run_bench(seconds: float = 10, connections: int = 4, window: int = 16,
             gw, port = gateway("gateway-none", target)
             plans["daemon-none"] = (port, {"gateway": gw.pid, "daemon": pid, "client": me}, {})
         if "redis-1" in rows or "redis-2" in rows:
-            from .counters_micro import start_redis
+            from bench.counters_micro import start_redis   # (run as a script too)
             redis_proc, url = start_redis(str(work))
             if redis_proc is None:
                 raise ValueError("the redis-1 and redis-2 rows need redis-server on PATH")
