@@ -14,14 +14,14 @@ import os
 import threading
 from pathlib import Path
 
-from .numbers import iter_numbers, number_key, open_number_file
+from .numbers import NumberSet, iter_numbers, number_key, open_number_file
 
 log = logging.getLogger(__name__)
 
 _Signature = tuple[str, tuple[tuple[str, int, int, int, int, int], ...]]
 
 
-class FileBlacklist:
+class FileBlacklist(NumberSet):
     def __init__(self, folder: str | Path, poll_seconds: float = 1.0):
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, not {poll_seconds}")
@@ -37,16 +37,6 @@ class FileBlacklist:
         self._thread = threading.Thread(target=self._poll, name=f"file-blacklist:{self.folder}",
                                         daemon=True)
         self._thread.start()
-
-    def contains(self, number: str) -> bool:
-        return number_key(number) in self._keys
-
-    def contains_key(self, key: int | str) -> bool:
-        return key in self._keys
-
-    @property
-    def size(self) -> int:
-        return len(self._keys)
 
     def stop(self) -> None:
         self._stop.set()

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 import sqlite_utils
 
 from ..rules.model import NumberList
-from .numbers import iter_numbers, normalize_number, number_key, open_number_file
+from .numbers import NumberSet, iter_numbers, normalize_number, number_key, open_number_file
 
 SEGMENT_PREFIX_LENGTHS = range(3, 8)
 log = logging.getLogger("smspolicy.lists")
@@ -166,7 +166,7 @@ class Refresher:
         self._thread.join(5)
 
 
-class ApiBlacklist:
+class ApiBlacklist(NumberSet):
     """Numbers blocked through the admin API; a set in memory, persisted in SQLite.
 
     Daemons sharing one data folder (shared-mode SQLite counters, one port with reuse_port) share
@@ -258,16 +258,6 @@ class ApiBlacklist:
                     added.update(new)
             self._keys.update(number_key(n) for n in added)
         return len(added)
-
-    def contains(self, number: str) -> bool:
-        return number_key(number) in self._keys
-
-    def contains_key(self, key: int | str) -> bool:
-        return key in self._keys
-
-    @property
-    def size(self) -> int:
-        return len(self._keys)
 
     def close(self) -> None:
         if self._refresher:

@@ -45,6 +45,23 @@ def number_key(number: str) -> int | str:
     return number
 
 
+class NumberSet:
+    """Lookups of a list held as a set of number keys in `self._keys` (the file blacklist and
+    the API blacklist, whatever stores them). Reads take no lock: a set membership test is
+    atomic in CPython, and the holders swap or update the set under their own lock."""
+    _keys: set[int | str]
+
+    def contains(self, number: str) -> bool:
+        return number_key(number) in self._keys
+
+    def contains_key(self, key: int | str) -> bool:
+        return key in self._keys
+
+    @property
+    def size(self) -> int:
+        return len(self._keys)
+
+
 def iter_numbers(lines: Iterable[str], bad: list[int]) -> Iterator[str]:
     """Normalized numbers of list-file lines (one per line, '#' starts a comment, blank lines
     ok), streamed so a million-line file never sits in memory as text. The 1-based numbers of

@@ -26,7 +26,7 @@ from typing import Iterable
 import redis
 
 from .lists import Refresher, normalize_numbers
-from .numbers import number_key
+from .numbers import NumberSet, number_key
 
 SEED_CHUNK = 5000   # numbers per seeding script call
 
@@ -49,7 +49,7 @@ return n
 """
 
 
-class RedisApiBlacklist:
+class RedisApiBlacklist(NumberSet):
     """policy.facts.lists.ApiBlacklist, kept in Redis (see the module docstring)."""
 
     def __init__(self, url: str, prefix: str = "smsp:", refresh_seconds: float = 1.0,
@@ -112,16 +112,6 @@ class RedisApiBlacklist:
         if added:
             self.refresh()
         return added
-
-    def contains(self, number: str) -> bool:
-        return number_key(number) in self._keys
-
-    def contains_key(self, key: int | str) -> bool:
-        return key in self._keys
-
-    @property
-    def size(self) -> int:
-        return len(self._keys)
 
     def close(self) -> None:
         self._refresher.stop()

@@ -11,7 +11,7 @@ import pytest
 from policy.api.v1 import policy_pb2 as pb
 from tests.e2e.grpc_helpers import SIGNATURE, eventually, fresh_number, one, request
 from tests.support.procs import DaemonProc, copy_rules
-from tests.support.redis import start_redis_server
+from tests.support.redis import daemons_on_redis
 
 TEST_LIMITS = """
 limits:
@@ -146,13 +146,7 @@ def test_decision_log_unwritable_fails_closed_with_MA_0011(tmp_path):
 
 
 def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
-    proc, url = start_redis_server(tmp_path)
-    daemons = []
-    try:
-        rules = copy_rules(tmp_path)
-        for name in ("a", "b"):
-            daemons.append(DaemonProc(tmp_path / name, rules_dir=rules,
-                                      extra=["--counters", "redis", "--redis-url", url, "--daemon-id", name]))
+    with daemons_on_redis(tmp_path) as (proc, daemons):
         number, text = fresh_number(), f"{SIGNATURE}您的验证码是424242，5分钟内有效"
         codes = [send(daemons[i % 2], dests=[number], text=text).code for i in range(6)]
         assert codes == [""] * 5 + ["MA:0042"]  # one limit of 5, counted across both daemons
@@ -176,8 +170,3 @@ def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
             daemons[1].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(add=[fresh_number()]), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "API blacklist store unavailable" in e.value.details()
-    finally:
-        for d in daemons:
-            d.stop()
-        if proc.poll() is None:
-            proc.kill()

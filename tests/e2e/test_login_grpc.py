@@ -5,11 +5,13 @@ import re
 import time
 from datetime import datetime, timedelta
 
+import grpc
 import pytest
 
 from gateway.cmpp.auth import authenticator_ismg, authenticator_source, timestamp_now
 from policy.api.v1 import policy_pb2 as pb
 from tests.support.procs import DaemonProc
+from tests.support.redis import daemons_on_redis
 
 from .grpc_helpers import TZ, fresh_ts
 from .grpc_helpers import login as cmpp_login
@@ -167,15 +169,7 @@ def test_daemons_sharing_redis_hold_max_connections_across_all_of_them(tmp_path)
     """Front-ends behind several daemons (one Redis for their counters) may log in through any
     of them: 900001's 4 connections are counted across both, and a lease opened through one
     daemon is renewed and ended through the other."""
-    import grpc
-
-    from tests.support.redis import start_redis_server
-    proc, url = start_redis_server(tmp_path)
-    daemons = []
-    try:
-        for name in ("a", "b"):
-            daemons.append(DaemonProc(tmp_path / name,
-                                      extra=["--counters", "redis", "--redis-url", url, "--daemon-id", name]))
+    with daemons_on_redis(tmp_path) as (proc, daemons):
         a, b = daemons
         opened = [login(daemons[i % 2]) for i in range(4)]
         assert [r.status for r in opened] == [0, 0, 0, 0]
@@ -193,8 +187,3 @@ def test_daemons_sharing_redis_hold_max_connections_across_all_of_them(tmp_path)
             a.policy.RenewSession(pb.SessionRequest(session_id=opened[1].session_id), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "session store unavailable" in e.value.details()
-    finally:
-        for d in daemons:
-            d.stop()
-        if proc.poll() is None:
-            proc.kill()

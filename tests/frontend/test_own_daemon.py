@@ -13,6 +13,7 @@ from tests.frontend.cmpp_client import (
     DEMO_SIGNATURE, PLATFORM_TZ, CmppClient, fresh_number, run,
 )
 from tests.support.procs import DaemonProc, copy_rules
+from tests.support.redis import daemons_on_redis
 
 TEXT = DEMO_SIGNATURE + "自有守护进程"
 
@@ -143,13 +144,7 @@ def test_daemon_down_gives_8_and_100_then_recovers(own):
 def test_a_front_end_over_two_daemons_keeps_serving_when_one_dies(tmp_path, make_gateway):
     """policy_target names two daemons sharing Redis: logins and submits go through both, and
     with one killed the front-end answers through the other (no Result 8 once it noticed)."""
-    from tests.support.redis import start_redis_server
-    proc, url = start_redis_server(tmp_path)
-    rules = copy_rules(tmp_path)
-    daemons = [DaemonProc(tmp_path / n, rules_dir=rules,
-                          extra=["--counters", "redis", "--redis-url", url, "--daemon-id", n])
-               for n in ("a", "b")]
-    try:
+    with daemons_on_redis(tmp_path) as (_, daemons):
         g = make_gateway(f"ipv4:{daemons[0].target},{daemons[1].target}", policy_timeout=2.0)
 
         async def go():
@@ -173,7 +168,3 @@ def test_a_front_end_over_two_daemons_keeps_serving_when_one_dies(tmp_path, make
         assert [r.result for r in after] == [0] * 10
         assert relogin == 0
         assert logged(0) == on_a and logged(1) == 20 - on_a
-    finally:
-        for d in daemons:
-            d.stop()
-        proc.kill()

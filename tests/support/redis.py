@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -47,3 +48,23 @@ def start_redis_server(workdir) -> tuple[subprocess.Popen, str]:
         client.close()
 
 
+@contextmanager
+def daemons_on_redis(workdir, names=("a", "b"), rules_dir=None):
+    """Policy daemons sharing a private redis-server, each with its own data folder and
+    decision log (daemon id = its name), on one copy of the shipped rules unless `rules_dir`:
+    yields (the redis-server process, [DaemonProc]); stops them all afterwards."""
+    from .procs import DaemonProc, copy_rules
+    proc, url = start_redis_server(workdir)
+    daemons = []
+    try:
+        rules = rules_dir or copy_rules(workdir)
+        for name in names:
+            daemons.append(DaemonProc(workdir / name, rules_dir=rules,
+                                      extra=["--counters", "redis", "--redis-url", url, "--daemon-id", name]))
+        yield proc, daemons
+    finally:
+        for d in daemons:
+            d.stop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
