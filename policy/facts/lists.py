@@ -166,13 +166,20 @@ class Refresher:
         self._thread.join(5)
 
 
+KEEP_CHANGES = 10_000   # numbers changed last, kept for the daemons on the file that are behind
+
+
 class ApiBlacklist(NumberSet):
     """Numbers blocked through the admin API; a set in memory, persisted in SQLite.
 
     Daemons sharing one data folder (shared-mode SQLite counters, one port with reuse_port) share
-    the file: with `refresh_seconds`, each reads the list again when another one committed to it
-    (`PRAGMA data_version`, checked every `refresh_seconds`). Daemons sharing Redis share one
-    list there instead (policy.facts.redis_api_blacklist).
+    the file. Every write decides against the file, not this daemon's set, and records what it
+    really changed in `api_blacklist_changes`; with `refresh_seconds`, each daemon checks every
+    `refresh_seconds` whether another one committed to the file (`PRAGMA data_version`) and
+    applies the changes since the last it saw (the whole list is read again only when it is
+    further behind than the KEEP_CHANGES numbers kept: with 10^5 numbers listed, reading them
+    took 0.1-0.2 s here, applying a change of one number 0.06-0.24 ms).
+    Daemons sharing Redis share one list there instead (policy.facts.redis_api_blacklist).
 
     Reads (`contains`) take no lock: a set membership test is atomic in CPython. Writes update
     the database first and the set after commit, under one lock, so the set never holds what
@@ -189,73 +196,94 @@ class ApiBlacklist(NumberSet):
         conn = sqlite3.connect(str(path), check_same_thread=False)
         self._db = sqlite_utils.Database(conn)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._table = self._db.table("api_blacklist")
-        self._table.create({"number": str, "added_at": str, "source": str}, pk="number",
-                           if_not_exists=True)
-        self._seeded = self._db.table("api_blacklist_seeded")
-        self._seeded.create({"list_id": str, "number": str}, pk=("list_id", "number"),
-                            if_not_exists=True)
+        self._db.table("api_blacklist").create({"number": str, "added_at": str, "source": str},
+                                               pk="number", if_not_exists=True)
+        self._db.table("api_blacklist_seeded").create({"list_id": str, "number": str},
+                                                      pk=("list_id", "number"), if_not_exists=True)
+        self._db.execute("CREATE TABLE IF NOT EXISTS api_blacklist_changes "
+                         "(seq INTEGER PRIMARY KEY AUTOINCREMENT, sign TEXT NOT NULL, number TEXT NOT NULL)")
         self._lock = threading.Lock()
         self._data_version = None
+        self._seen: int | None = None   # the last change applied to _keys; None: never read
         self._keys: set[int | str] = set()
         self.refresh()
         self._refresher = Refresher(self.refresh, refresh_seconds, "API blacklist") if refresh_seconds else None
 
-    def refresh(self) -> bool:
-        """Read the list again if another connection (another daemon on this file) committed
-        to it since the last read; True if it was read."""
+    def refresh(self) -> str:
+        """Catch up with what other connections (other daemons on this file) committed: ''
+        (nothing), 'changes' (applied one by one) or 'set' (the whole list read)."""
         with self._lock:
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
             if version == self._data_version:
-                return False
+                return ""
             self._data_version = version
-            self._keys = {number_key(r[0]) for r in self._db.execute("select number from api_blacklist")}
-            return True
+            with self._db.atomic():   # one snapshot of the changes and the list
+                rows = self._db.execute("SELECT seq, sign, number FROM api_blacklist_changes "
+                                        "WHERE seq > ? ORDER BY seq", [self._seen]).fetchall()
+                if self._seen is not None and rows and rows[0][0] == self._seen + 1:
+                    for _seq, sign, number in rows:
+                        (self._keys.add if sign == "+" else self._keys.discard)(number_key(number))
+                    self._seen = rows[-1][0]
+                    return "changes"
+                if self._seen is not None and not rows:
+                    return ""   # another table changed (a seeding with nothing new)
+                last = self._db.execute("SELECT max(seq) FROM api_blacklist_changes").fetchone()[0] or 0
+                self._keys = {number_key(r[0]) for r in self._db.execute("SELECT number FROM api_blacklist")}
+                self._seen = last
+                return "set"
+
+    def _record(self, sign: str, numbers: list[str]) -> None:
+        """In the write's transaction: the numbers it really changed, for the other daemons."""
+        if not numbers:
+            return
+        self._db.conn.executemany("INSERT INTO api_blacklist_changes (sign, number) VALUES (?, ?)",
+                                  [(sign, n) for n in numbers])
+        self._db.execute("DELETE FROM api_blacklist_changes WHERE seq <= "
+                         "(SELECT max(seq) FROM api_blacklist_changes) - ?", [KEEP_CHANGES])
+
+    def _insert(self, numbers: Iterable[str], now: str, source: str) -> list[str]:
+        """The numbers of `numbers` the file did not list, now listed (in the caller's transaction)."""
+        conn = self._db.conn
+        return [n for n in numbers if conn.execute(
+            "INSERT OR IGNORE INTO api_blacklist (number, added_at, source) VALUES (?, ?, ?)",
+            (n, now, source)).rowcount]
 
     def add(self, numbers: Iterable[str], source: str = "api") -> int:
         """Adds the numbers (any accepted prefix form); returns how many were new."""
-        numbers = normalize_numbers(numbers)
+        numbers = sorted(set(normalize_numbers(numbers)))
         now = _utcnow()
         with self._lock:
-            new = sorted({n for n in numbers if number_key(n) not in self._keys})
-            if new:
-                with self._db.atomic():
-                    self._table.insert_all(({"number": n, "added_at": now, "source": source}
-                                            for n in new), ignore=True)
-                self._keys.update(number_key(n) for n in new)
+            with self._db.atomic():
+                new = self._insert(numbers, now, source)
+                self._record("+", new)
+            self._keys.update(number_key(n) for n in numbers)   # listed now, by whoever
             return len(new)
 
     def remove(self, numbers: Iterable[str]) -> int:
         """Removes the numbers; returns how many were listed."""
-        numbers = normalize_numbers(numbers)
+        numbers = sorted(set(normalize_numbers(numbers)))
         with self._lock:
-            gone = sorted({n for n in numbers if number_key(n) in self._keys})
-            if gone:
-                with self._db.atomic():
-                    self._db.conn.executemany("delete from api_blacklist where number = ?",
-                                              [(n,) for n in gone])
-                self._keys.difference_update(number_key(n) for n in gone)
+            with self._db.atomic():
+                conn = self._db.conn
+                gone = [n for n in numbers if conn.execute(
+                    "DELETE FROM api_blacklist WHERE number = ?", (n,)).rowcount]
+                self._record("-", gone)
+            self._keys.difference_update(number_key(n) for n in numbers)
             return len(gone)
 
     def seed(self, entries: dict[str, Iterable[str]]) -> int:
         """Adds list entries not seeded before (list id -> numbers); returns how many were new."""
         now = _utcnow()
-        added: set[str] = set()
+        added: list[str] = []
         with self._lock:
             with self._db.atomic():
+                conn = self._db.conn
                 for list_id, numbers in entries.items():
-                    numbers = sorted(set(normalize_numbers(numbers)))
-                    done = {r[0] for r in self._db.execute(
-                        "select number from api_blacklist_seeded where list_id = ?", [list_id])}
-                    fresh = [n for n in numbers if n not in done]
-                    if not fresh:
-                        continue
-                    self._seeded.insert_all(({"list_id": list_id, "number": n} for n in fresh),
-                                            ignore=True)
-                    new = [n for n in fresh if number_key(n) not in self._keys and n not in added]
-                    self._table.insert_all(({"number": n, "added_at": now, "source": f"list:{list_id}"}
-                                            for n in new), ignore=True)
-                    added.update(new)
+                    fresh = [n for n in sorted(set(normalize_numbers(numbers))) if conn.execute(
+                        "INSERT OR IGNORE INTO api_blacklist_seeded (list_id, number) VALUES (?, ?)",
+                        (list_id, n)).rowcount]
+                    added += self._insert(fresh, now, f"list:{list_id}")
+                self._record("+", added)
             self._keys.update(number_key(n) for n in added)
         return len(added)
 

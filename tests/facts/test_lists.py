@@ -175,3 +175,51 @@ def test_a_change_through_one_daemon_reaches_the_others(kind, tmp_path, request)
     finally:
         one.close()
         two.close()
+
+
+def test_redis_changes_are_applied_one_by_one_and_a_daemon_far_behind_reads_the_set(redis_url, monkeypatch):
+    from policy.facts import redis_api_blacklist as rab
+    monkeypatch.setattr(rab, "KEEP_CHANGES", 3)
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    one, two = (rab.RedisApiBlacklist(redis_url, prefix=prefix, refresh_seconds=3600) for _ in range(2))
+    try:
+        one.add(["13800000001"])
+        one.remove(["13800000001"])
+        one.add(["13800000002", "13800000003"])
+        assert two.refresh() == "changes"           # three changes, all kept: applied in order
+        assert not two.contains("13800000001") and two.contains("13800000002") and two.size == 2
+        for i in range(4):                          # four more: the first is no longer kept
+            one.add([f"1390000000{i}"])
+        assert two.refresh() == "set"
+        assert two.size == 6 and two.contains("13900000000")
+        assert two.refresh() == ""
+        one.add(["13800000002"])                    # already listed: no change to pass on
+        one.remove(["13700000000"])                 # not listed: none either
+        assert two.refresh() == ""
+        one.remove(["13800000002"])
+        assert two.refresh() == "changes" and not two.contains("13800000002")
+    finally:
+        one.close()
+        two.close()
+
+
+def test_sqlite_changes_are_applied_one_by_one_and_a_daemon_far_behind_reads_the_list(tmp_path, monkeypatch):
+    from policy.facts import lists
+    monkeypatch.setattr(lists, "KEEP_CHANGES", 3)
+    one, two = (ApiBlacklist(tmp_path / "api.db") for _ in range(2))
+    try:
+        one.add(["13800000001"])
+        one.remove(["13800000001"])
+        one.add(["13800000002"])
+        assert two.refresh() == "changes"           # three numbers changed, all kept: in order
+        assert not two.contains("13800000001") and two.contains("13800000002") and two.size == 1
+        two.remove(["13800000002"])                 # decided against the file, not two's set:
+        assert one.remove(["13800000002"]) == 0     # one has not seen it yet, and is told so
+        one.add(["13900000000", "13900000001", "13900000002", "13900000003"])   # more than kept
+        assert two.refresh() == "set"
+        assert two.size == 4 and not two.contains("13800000002")
+        assert two.refresh() == ""
+        assert one.add(["13900000000"]) == 0 and two.refresh() == ""   # nothing changed
+    finally:
+        one.close()
+        two.close()
