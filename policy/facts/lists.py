@@ -279,9 +279,12 @@ class ApiBlacklist(NumberSet):
             with self._db.atomic():
                 conn = self._db.conn
                 for list_id, numbers in entries.items():
-                    fresh = [n for n in sorted(set(normalize_numbers(numbers))) if conn.execute(
-                        "INSERT OR IGNORE INTO api_blacklist_seeded (list_id, number) VALUES (?, ?)",
-                        (list_id, n)).rowcount]
+                    # every reload seeds again: what was seeded is read in one query
+                    done = {r[0] for r in conn.execute(
+                        "SELECT number FROM api_blacklist_seeded WHERE list_id = ?", (list_id,))}
+                    fresh = [n for n in sorted(set(normalize_numbers(numbers))) if n not in done]
+                    conn.executemany("INSERT OR IGNORE INTO api_blacklist_seeded (list_id, number) "
+                                     "VALUES (?, ?)", [(list_id, n) for n in fresh])
                     added += self._insert(fresh, now, f"list:{list_id}")
                 self._record("+", added)
             self._keys.update(number_key(n) for n in added)
