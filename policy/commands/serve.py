@@ -43,6 +43,9 @@ def run(args) -> int:
     except CounterFileBusy as e:  # another daemon owns counters.db: say who, do not start
         print(f"smspolicy: {e}; not starting")
         return 1
+    except ConnectionError as e:  # the Redis the daemons share does not answer
+        print(f"smspolicy: {e}; not starting")
+        return 1
     daemon.install_signal_handlers()
     daemon.start()
     print(f"policy daemon listening on {settings.listen} (rules {daemon.runtime.current().version})", flush=True)

@@ -69,7 +69,7 @@ class RedisCounterStore:
         except redis.RedisError as exc:
             self._client.close()
             raise ConnectionError(f"counter store: cannot load the charge script into Redis at "
-                                  f"{_without_credentials(url)}: {exc}") from exc
+                                  f"{without_credentials(url)}: {exc}") from exc
 
     def charge(self, request_id: str, recipients: list[RecipientCharge], debit_account: str | None,
                price_per_segment: int, now: float, answer=None, wait: bool = True) -> ChargeResult:
@@ -246,7 +246,7 @@ class RedisCounterStore:
         self._client.close()
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     """The URL as it may appear in logs: scheme, host, port, path; never a password."""
     parts = urlsplit(url)
     netloc = parts.hostname or ""

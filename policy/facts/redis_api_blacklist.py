@@ -29,6 +29,7 @@ from typing import Iterable
 
 import redis
 
+from ..counters.redis_store import without_credentials
 from .lists import Refresher, normalize_numbers
 from .numbers import NumberSet, number_key
 
@@ -85,7 +86,12 @@ class RedisApiBlacklist(NumberSet):
         self._lock = threading.Lock()   # a refresh and a local write never interleave
         self._keys: set[int | str] = set()
         self._version: int | None = None   # the last change applied; None: nothing read yet
-        self.refresh()                  # at start Redis must answer, as for the counters
+        try:
+            self.refresh()              # at start Redis must answer, as for the counters
+        except redis.RedisError as exc:
+            self._client.close()
+            raise ConnectionError(f"API blacklist: cannot read it from Redis at "
+                                  f"{without_credentials(url)}: {exc}") from exc
         self._refresher = Refresher(self.refresh, refresh_seconds, "API blacklist in Redis")
 
     def refresh(self) -> str:

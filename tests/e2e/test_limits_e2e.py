@@ -1,7 +1,9 @@
 """Limit codes, balance, idempotency and fail-closed behaviour, through real daemons."""
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -10,7 +12,7 @@ import pytest
 
 from policy.api.v1 import policy_pb2 as pb
 from tests.e2e.grpc_helpers import SIGNATURE, eventually, fresh_number, one, request
-from tests.support.procs import DaemonProc, copy_rules
+from tests.support.procs import REPO, DaemonProc, copy_rules
 from tests.support.redis import daemons_on_redis
 
 TEST_LIMITS = """
@@ -170,3 +172,17 @@ def test_two_daemons_share_counters_and_the_api_blacklist_in_redis(tmp_path):
             daemons[1].admin.UpdateApiBlacklist(pb.UpdateApiBlacklistRequest(add=[fresh_number()]), timeout=5)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "API blacklist store unavailable" in e.value.details()
+
+
+def test_a_daemon_whose_redis_does_not_answer_says_so_and_does_not_start(tmp_path):
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "policy", "serve", "--listen", "127.0.0.1:0", "--data", str(tmp_path),
+         "--counters", "redis", "--redis-url", f"redis://:secret@127.0.0.1:{port}/0"],
+        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 1
+    assert f"cannot load the charge script into Redis at redis://127.0.0.1:{port}/0" in proc.stdout
+    assert proc.stdout.rstrip().endswith("not starting")
+    assert "Traceback" not in proc.stdout + proc.stderr and "secret" not in proc.stdout + proc.stderr
