@@ -25,7 +25,7 @@ class Settings:
     rules_dir: str = "rules"                    # the YAML rules folder
     data_dir: str = "var"                       # SQLite files (counters, decision log, versions, api list)
     counters_backend: str = "sqlite"            # sqlite | redis | none (no limits, balances or retry dedup)
-    redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the shared server
+    redis_url: str = "redis://127.0.0.1:6379/0"  # counters_backend redis: the server the daemons share (counters, balances, request ids, connection leases, API blacklist)
     counters_sqlite_mode: str = "exclusive"     # exclusive: one daemon owns counters.db (file lock), decides from memory, group-commits a journal; shared: a transaction per charge, several daemons on one file
     counters_fold: str = "process"              # exclusive mode: process: the journal is folded into counters.db by a child process, on another core; thread: by a thread of the daemon
     daemon_id: str = "d1"                       # names this daemon's decision log file
