@@ -9,7 +9,7 @@ from policy.sqlite_wal import CHECKPOINT_SECONDS, Checkpointer  # noqa: F401 - g
 
 
 def open_shared(path: str, schema: str, busy_timeout: float = 5.0,
-                autocheckpoint: bool = True) -> sqlite3.Connection:
+                autocheckpoint: bool = True, threads: bool = False) -> sqlite3.Connection:
     """A connection to a file that another process (front-end, forwarder, HTTP API) also writes.
 
     isolation_level=None: callers issue BEGIN IMMEDIATE themselves (transaction()), so a
@@ -18,9 +18,10 @@ def open_shared(path: str, schema: str, busy_timeout: float = 5.0,
     (what the no-loss promise needs); only a power cut can lose the last transactions.
     autocheckpoint=False: this connection's commits never checkpoint (a checkpoint fsyncs, for
     milliseconds during which an event loop committing on this connection answers nobody); a
-    Checkpointer thread does it instead.
+    Checkpointer thread does it instead. threads=True: the connection is used from several
+    threads (the caller serializes them with its own lock).
     """
-    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=not threads)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     if not autocheckpoint:

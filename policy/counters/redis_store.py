@@ -58,8 +58,7 @@ class RedisCounterStore:
                  socket_timeout: float = 2.0):
         self.prefix = prefix
         self.idempotency_ttl = idempotency_ttl
-        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                            socket_connect_timeout=socket_timeout)
+        self._client = connect(url, socket_timeout)
         self._balances = prefix + "balance"
         self._local = threading.local()
         self._connections: list[redis.connection.AbstractConnection] = []
@@ -244,6 +243,12 @@ class RedisCounterStore:
                 conn.disconnect()
             self._connections.clear()
         self._client.close()
+
+
+def connect(url: str, socket_timeout: float = 2.0) -> redis.Redis:
+    """A client of the Redis the daemons share, with one timeout for connecting and for each
+    reply (the counter store, the connection leases and the API blacklist each hold one)."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
 
 
 def without_credentials(url: str) -> str:

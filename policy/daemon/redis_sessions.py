@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 
-import redis
+from ..counters.redis_store import connect
 
 _GRACE = 60   # seconds the keys outlive the last lease they hold
 
@@ -83,8 +83,7 @@ class RedisSessions:
     def __init__(self, url: str, lease_seconds: int, prefix: str = "smsp:", socket_timeout: float = 2.0):
         self.lease_seconds = lease_seconds
         self.prefix = prefix
-        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                            socket_connect_timeout=socket_timeout)
+        self._client = connect(url, socket_timeout)
         # redis-py's Script runs EVALSHA and loads the script again if Redis lost it
         self._open = self._client.register_script(OPEN_LUA)
         self._renew = self._client.register_script(RENEW_LUA)

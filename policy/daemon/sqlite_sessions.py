@@ -9,9 +9,10 @@ another daemon's login. Logins are rare next to messages; one small transaction 
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 import uuid
+
+from gateway.sqlitedb import open_shared, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -28,10 +29,7 @@ class SqliteSessions:
 
     def __init__(self, path: str, lease_seconds: int, busy_timeout: float = 5.0):
         self.lease_seconds = lease_seconds
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_shared(path, _SCHEMA, busy_timeout, threads=True)
         self._lock = threading.Lock()   # one connection, one transaction at a time
 
     def _live(self, account_id: str, now: float) -> int:
@@ -39,15 +37,8 @@ class SqliteSessions:
         return self._db.execute("SELECT count(*) FROM leases WHERE account = ?", (account_id,)).fetchone()[0]
 
     def _transaction(self, fn):
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn()
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return out
+        with self._lock, transaction(self._db):
+            return fn()
 
     def open(self, account_id: str, limit: int, now: float) -> str | None:
         def run():

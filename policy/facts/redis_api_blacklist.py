@@ -29,7 +29,7 @@ from typing import Iterable
 
 import redis
 
-from ..counters.redis_store import without_credentials
+from ..counters.redis_store import connect, without_credentials
 from .lists import Refresher, normalize_numbers
 from .numbers import NumberSet, number_key
 
@@ -76,8 +76,7 @@ class RedisApiBlacklist(NumberSet):
 
     def __init__(self, url: str, prefix: str = "smsp:", refresh_seconds: float = 1.0,
                  socket_timeout: float = 2.0):
-        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                            socket_connect_timeout=socket_timeout)
+        self._client = connect(url, socket_timeout)
         self._set, self._version_key = prefix + "apibl", prefix + "apibl:ver"
         self._changes, self._seeded = prefix + "apibl:changes", prefix + "apibl:seeded:"
         self._script_keys = [self._set, self._version_key, self._changes, KEEP_CHANGES]
