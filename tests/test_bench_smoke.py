@@ -69,3 +69,20 @@ def test_zen_translation_agrees_with_durable_and_a_wrong_one_is_caught(tmp_path)
             ez.check_agreement(durable, wrong, sample)
     finally:
         runtime.close()
+
+
+def test_grpc_server_forms_measures_each_server(capsys):
+    from bench import grpc_server_forms
+    assert grpc_server_forms.main(["--calls", "60", "--runs", "1", "--in-flight", "2",
+                                   "--servers", "sync-1,aio"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " median " in ln]
+    assert [ln.split()[4] for ln in lines] == ["sync-1", "aio"]
+    assert all(float(ln.split()[5]) > 0 and "errors" not in ln for ln in lines)
+
+
+def test_log_wait_micro_reports_both_writers(capsys):
+    from bench import log_wait_micro
+    assert log_wait_micro.main(["--records", "20", "--intervals", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [(ln.split()[1], ln.split()[5]) for ln in lines] == [
+        ("thread", "idle:"), ("thread", "busy:"), ("process", "idle:"), ("process", "busy:")]
