@@ -81,13 +81,18 @@ def machine() -> list[str]:
         durable = version("durable_rules")
     except Exception:  # noqa: BLE001 - informational only
         durable = "?"
+    repo = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
-                                cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False, cwd=repo).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, check=False, cwd=repo).stdout.strip()
+        if changed:   # the figures are not those of the commit alone
+            commit += " + uncommitted changes"
     except OSError:
         commit = "?"
     return [
-        f"date {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit} (+ working tree)",
+        f"date {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit}",
         (f"{os.cpu_count()} CPUs ({model}), {mem_kb / 1024 / 1024:.1f} GiB RAM, "
          f"Python {platform.python_version()}, durable_rules {durable}, grpcio {grpc_bench.grpc.__version__}"),
     ]
