@@ -79,12 +79,6 @@ def serve(form: str, port: int) -> None:
     asyncio.run(main())
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=5000)
@@ -94,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from policy.api.v1 import policy_pb2 as pb
 
+    from .frontend_e2e import cpu_seconds
     from .grpc_bench import free_port, unary_rate
     reqs = [pb.EvaluateRequest(request_id=f"r{i}", account_id="900001", destinations=["13800138000"],
                                content="您的验证码是123456".encode("utf-16-be"), msg_fmt=8)

@@ -14,21 +14,12 @@ default, sys.setswitchinterval).
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-
-
-def _record(i: int) -> dict:
-    return {"decision_id": f"d{i:08d}", "ts": time.time(), "request_id": f"r{i}", "frontend_id": "f",
-            "account_id": "900001", "src_id": "106900001", "destinations": ["13800138000"],
-            "content": "您的验证码是123456", "msg_fmt": 8,
-            "facts": {"message": {"message__length": 10}, "recipients": [{"recipient__carrier": "cmcc"}]},
-            "counters": [], "rules_version": "v1", "matches": [],
-            "results": {"submit_result": 0, "submit_rule_id": "", "recipients": [], "balance": None,
-                        "errors": []}}
 
 
 def _busy(stop: threading.Event) -> None:
@@ -37,6 +28,8 @@ def _busy(stop: threading.Event) -> None:
 
 
 def measure(log, records: int, busy: bool, start: int) -> list[float]:
+    from .auditlog_micro import record   # a record as the daemon logs it
+    rng = random.Random(start)
     stop = threading.Event()
     spinner = threading.Thread(target=_busy, args=(stop,), daemon=True)
     if busy:
@@ -44,7 +37,7 @@ def measure(log, records: int, busy: bool, start: int) -> list[float]:
     waits = []
     try:
         for i in range(records):
-            log.append(_record(start + i))
+            log.append(record(start + i, rng))
             t = time.perf_counter()
             if not log.wait_durable(log.mark(), 5.0):
                 raise RuntimeError("a record was not committed within 5 s")
