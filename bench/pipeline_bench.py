@@ -5,13 +5,18 @@
 One thread, the daemon's own objects (Runtime, Pipeline, SqliteCounterStore, DecisionLog), the
 workload of bench/workload.py. Three configurations, interleaved and each run 3 times (median):
   (a) rules + facts only: no counter store, no decision log; also with match_cache 0
-      (a_nocache), and the match cache's hit rates
+      (a_nocache), and the match cache's hit rates; and (a_answer) with each decision's
+      answer serialized as the daemon's servicer serializes it (answer_bytes)
   (b) + the SQLite counter store (idempotency recall, charge, remember)
   (c) + the decision log (its writer thread commits in the background; the run ends when
       every record is committed)
 A first pass over the same stream warms the per-segment caches (mobile validity, carrier of
 unassigned segments, routes) and is reported on its own: it is what a fresh daemon pays.
 Every run gets a fresh counter database and log file, so no run sees another's counts.
+Configs (b) and (c) serialize their answers too: the counter step builds the answer it keeps for
+retries, and the daemon sends those bytes. The counter step's own cost is (b) against
+(a_answer); against (a) it also holds the answer's serialization, which the daemon pays with
+counters off as well.
 
 "decisions/s" counts evaluate() calls, one per message (each answers 1-3 recipients);
 recipient decisions/s are shown beside it.
@@ -43,7 +48,8 @@ BATCH = 100            # messages per evaluate_batch in config b_batch (the gRPC
 # (b) exclusive SQLite, the daemon's default, one evaluate() at a time; b_batch the same store
 # through evaluate_batch; b_shared the shared mode (a transaction per charge), the old (b)
 COUNTER_CONFIGS = ("b", "b_batch", "b_shared", "c")
-CONFIGS = ("a", "a_nocache", "b", "b_batch", "b_shared", "c")
+CONFIGS = ("a", "a_nocache", "a_answer", "b", "b_batch", "b_shared", "c")
+ANSWERED = ("a_answer",) + COUNTER_CONFIGS   # configs whose runs serialize every answer
 
 
 @dataclass
@@ -135,10 +141,12 @@ def close_pipeline(pipeline) -> None:
         pipeline.counters.close()
 
 
-def timed_run(pipeline, subs: list, batch: int = 0) -> Run:
+def timed_run(pipeline, subs: list, batch: int = 0, answer: bool = False) -> Run:
     """batch > 0: Pipeline.evaluate_batch over `batch` messages at a time (the EvaluateBatch
     path: the counter journal is waited for once per batch); 0: evaluate() one by one, each
-    answer waiting for its own charge to be committed (what a lone unary call pays)."""
+    answer waiting for its own charge to be committed (what a lone unary call pays).
+    answer: each decision's EvaluateResponse bytes are made as the daemon makes them."""
+    from policy.daemon.service import answer_bytes
     evaluate = pipeline.evaluate
     recipients = 0
     wall, cpu = time.perf_counter(), time.process_time()
@@ -149,10 +157,14 @@ def timed_run(pipeline, subs: list, batch: int = 0) -> Run:
             for d in pipeline.evaluate_batch(chunk, START + first * STEP):
                 if isinstance(d, Exception):
                     raise d
+                if answer:
+                    answer_bytes(d)
             recipients += sum(len(s.destinations) for s in chunk)
     else:
         for i, sub in enumerate(subs):
-            evaluate(sub, START + i * STEP)
+            d = evaluate(sub, START + i * STEP)
+            if answer:
+                answer_bytes(d)
             recipients += len(sub.destinations)
     if pipeline.decision_log is not None and not pipeline.decision_log.flush(timeout=120):
         raise RuntimeError("decision log did not commit the run's records within 120 s")
@@ -189,7 +201,7 @@ def measure(rules_dir: Path, subs: list, workdir: Path, reps: int = REPS, log=pr
         for config in CONFIGS:   # interleaved: a load spike hits every config alike
             pipeline = make_pipeline(nocache if config == "a_nocache" else runtime, config, workdir,
                                      f"{config}{rep}")
-            run = timed_run(pipeline, subs, BATCH if config == "b_batch" else 0)
+            run = timed_run(pipeline, subs, BATCH if config == "b_batch" else 0, config in ANSWERED)
             close_pipeline(pipeline)
             out[config].append(run)
             log(f"  run {rep + 1} ({config}): {run.rate:8.0f} decisions/s, "
@@ -309,11 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) + SQLite counters  {b:8.0f} decisions/s  {1e6 / b:7.1f} µs/decision  ratio {b / a:4.2f}")
         print(f"(c) + decision log     {c:8.0f} decisions/s  {1e6 / c:7.1f} µs/decision  ratio {c / a:4.2f}")
         cpu = {k: statistics.median(r.cpu / r.messages for r in res[k]) * 1e6 for k in CONFIGS}
+        aa = median_rate(res["a_answer"])
+        print(f"    + answer bytes     {aa:8.0f} decisions/s  {1e6 / aa:7.1f} µs/decision  "
+              f"(the answer serialized as the daemon does: {1e6 / aa - 1e6 / a:5.1f} µs)")
         for k, label in (("b", "exclusive SQLite, one by one"), ("b_batch", f"exclusive SQLite, batches of {BATCH}"),
                          ("b_shared", "shared SQLite, one by one")):
             rate = median_rate(res[k])
-            print(f"counter step ({label}) adds {1e6 / rate - 1e6 / a:6.1f} µs wall, "
-                  f"{cpu[k] - cpu['a']:6.1f} µs CPU (all threads) per decision")
+            print(f"counter step ({label}) adds {1e6 / rate - 1e6 / aa:6.1f} µs wall, "
+                  f"{cpu[k] - cpu['a_answer']:6.1f} µs CPU (all threads) per decision "
+                  f"(beside (a) without answers: {1e6 / rate - 1e6 / a:6.1f} wall)")
         if args.profile:
             print(profile(rules, subs[: max(n // 4, 500)], workdir))
         if not args.no_daemon:
