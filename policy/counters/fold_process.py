@@ -11,8 +11,10 @@ owner lock, and the child is its agent.
 A fold that fails in the child (file locked, disk full) comes back as the same error the
 thread would raise; the entries stay in the journal and in memory and the folder tries again. If
 the child dies, the fold fails and the next attempt starts another child. If a child dies after
-its COMMIT, before its answer, the stretch is asked for again. The file then already records
-that (epoch, position), so the new child does not apply it twice (_Folder.done).
+its COMMIT, before its answer, the daemon finds that in the file (what it records) and does not
+ask for it again. Each fold checks, in its transaction, that its stretch starts where the file
+says the journal is folded to (_Folder.fold's basis): a child orphaned by a daemon killed -9 that
+is still folding while a new owner replays the journal cannot count a stretch twice.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import sys
 import threading
 
 from ..frames import helper_env, read_frame, write_frame
-from .model import CounterStoreError
+from .model import CounterStoreError, StaleFold
 
 
 class FoldProcess:
@@ -34,9 +36,10 @@ class FoldProcess:
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    def fold(self, journal: str, start: int, end: int, count: int, epoch: int, position: int) -> None:
+    def fold(self, journal: str, start: int, end: int, count: int, epoch: int, position: int,
+             basis: tuple[int, int]) -> None:
         """Fold the `count` entries of journal[start:end] and record (epoch, position), in one
-        transaction; raise what went wrong, nothing applied."""
+        transaction, if the file records `basis`; raise what went wrong, nothing applied."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
@@ -44,7 +47,7 @@ class FoldProcess:
                     [sys.executable, "-m", "policy.counters.fold_process", self._args],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=helper_env())
             try:
-                write_frame(proc.stdin.fileno(), (journal, start, end, count, epoch, position))
+                write_frame(proc.stdin.fileno(), (journal, start, end, count, epoch, position, list(basis)))
                 answer = read_frame(proc.stdout.fileno())
             except (OSError, EOFError, ValueError):
                 answer = None
@@ -53,7 +56,8 @@ class FoldProcess:
                 raise CounterStoreError(f"the counter fold process exited (status {proc.returncode})")
             if answer != "ok":
                 kind, message = answer
-                raise (sqlite3.OperationalError if kind == "OperationalError" else CounterStoreError)(message)
+                raise {"OperationalError": sqlite3.OperationalError,
+                       "StaleFold": StaleFold}.get(kind, CounterStoreError)(message)
 
     def close(self) -> None:
         with self._lock:
@@ -89,14 +93,14 @@ def fold_main(argv: list[str]) -> int:
         job = read_frame(rd)
         if job is None:
             break
-        journal, start, end, count, epoch, position = job
+        journal, start, end, count, epoch, position, basis = job
         try:
-            if not folder.done(epoch, position):
+            if folder.recorded() != (epoch, position):
                 entries = read_journal_range(journal, start, end)
                 if len(entries) != count:
                     raise CounterStoreError(f"{journal}: {count} entries expected between offsets "
                                             f"{start} and {end}, {len(entries)} read")
-                folder.fold(entries, epoch, position)
+                folder.fold(entries, epoch, position, tuple(basis))
             answer = "ok"
         except Exception as exc:  # noqa: BLE001 - the daemon's folder reports it and retries
             answer = (type(exc).__name__, str(exc))

@@ -12,6 +12,11 @@ class CounterStoreError(RuntimeError):
     request id is safe either way: it is applied at most once."""
 
 
+class StaleFold(CounterStoreError):
+    """A fold of the exclusive store's journal whose stretch does not start where the counter
+    file records the journal folded to: another process folded it; nothing applied."""
+
+
 @dataclass(slots=True)
 class Increment:
     """One counter a recipient must fit into, and how much it adds.

@@ -53,7 +53,7 @@ import zlib
 import orjson
 
 from . import owner, record
-from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge
+from .model import IDEMPOTENCY_TTL, ChargeResult, CounterStoreError, RecipientCharge, StaleFold
 from ..sqlite_wal import Checkpointer
 from .sqlite_store import SWEEP_BATCH, SWEEP_EVERY, open_connection
 from .walk import Walk, bucket_ranges
@@ -307,14 +307,21 @@ class _Folder:
         self.since_sweep = 0
         self.swept_to: tuple[str, int] | None = None   # where the rolling counter sweep goes on
 
-    def done(self, epoch: int, position: int) -> bool:
-        """Whether the file records this fold as applied already (a fold process that died
-        between its COMMIT and its answer is asked again: it must not count twice)."""
+    def recorded(self) -> tuple[int, int]:
+        """(epoch, position) the file records: every entry of that epoch's journal before
+        `position` is in the tables."""
         row = self.conn.execute("SELECT epoch, position FROM journal_state WHERE id = 0").fetchone()
-        return row is not None and tuple(row) == (epoch, position)
+        return (0, 0) if row is None else tuple(row)
 
-    def fold(self, group: list[_Entry], epoch: int, position: int) -> None:
+    def fold(self, group: list[_Entry], epoch: int, position: int,
+             basis: tuple[int, int] | None = None) -> None:
         """Apply `group` to the SQLite tables and record the journal position, in one transaction.
+
+        `basis`, the (epoch, position) the group starts from, is checked against the file inside
+        the transaction: a fold of a stretch the file already holds (a fold process that died
+        after its COMMIT, then asked again; an orphaned one still folding for a killed daemon
+        while a new owner replays) would count it twice. The file at (epoch, position) already:
+        nothing to do. At anything else but `basis`: StaleFold, nothing applied.
 
         Rows go in as one JSON array per table (json_each), answers as one BLOB they slice:
         a handful of statements per fold, each one sqlite3 call with the GIL released for all
@@ -363,6 +370,14 @@ class _Folder:
         blob = b"".join(blobs)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if basis is not None:
+                now = self.recorded()
+                if now == (epoch, position):
+                    conn.execute("ROLLBACK")
+                    return
+                if now != tuple(basis):
+                    raise StaleFold(f"the counter file records journal {now}, this fold starts at "
+                                    f"{tuple(basis)}: another process folded this stretch; nothing applied")
             self.since_sweep += len(requests) + len(counters)
             if group and self.since_sweep >= self.sweep_every:
                 self.sweep(conn, max(e.clock for e in group))
@@ -404,6 +419,48 @@ class _Folder:
         conn.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE expires_at < ? "
                      "LIMIT ?)", (clock, n))
         self.since_sweep = 0
+
+
+def replay_journal(folder: _Folder, journal: _Journal) -> int:
+    """Fold what `journal` holds past the position the file records, recording the next epoch
+    (which the caller starts the new journal with) in the same transaction; returns it.
+
+    The fold process of a daemon killed -9 outlives it for a moment and may still commit a fold
+    it was given: the basis check makes this replay read again rather than fold it twice."""
+    for _ in range(100):
+        epoch, position = folder.recorded()
+        entries = journal.read_tail(epoch, position)
+        try:
+            folder.fold(entries, epoch + 1, _HEADER.size, basis=(epoch, position))
+            return epoch + 1
+        except StaleFold:
+            time.sleep(0.05)
+    raise CounterStoreError(f"{journal.path}: the counter file kept changing under the replay "
+                            f"of its journal; is another process folding it?")
+
+
+def fold_leftover_journal(path: str, busy_timeout_ms: int = 5000) -> None:
+    """Before a shared-mode open: fold what an exclusive owner's journal still holds (the owner
+    was killed before its folder caught up), so a file changing mode keeps every answered
+    charge. Takes the owner lock exclusively for it; nothing to do without a journal."""
+    journal = _Journal(path)
+    if path == ":memory:" or not os.path.exists(journal.path):
+        return
+    try:
+        held = owner.hold(path, exclusive=True)
+    except owner.CounterFileBusy:
+        return   # others have the file open: the first of them folded it, or will refuse us
+    try:
+        conn = open_connection(path, busy_timeout_ms, PAGE_SIZE, expiry_index=False)
+        try:
+            conn.execute(_STATE_SCHEMA)
+            epoch = replay_journal(_Folder(conn), journal)
+            journal.start(epoch)   # empty: what the file records stays true for the next owner
+            journal.close()
+        finally:
+            conn.close()
+    finally:
+        held.release()
 
 
 class ExclusiveSqliteCounterStore:
@@ -472,13 +529,9 @@ class ExclusiveSqliteCounterStore:
 
     def _replay(self) -> None:
         """Fold what the journal holds past the recorded position, then start a new journal."""
-        conn = self._write
-        conn.execute(_STATE_SCHEMA)
-        row = conn.execute("SELECT epoch, position FROM journal_state WHERE id = 0").fetchone()
-        epoch, position = row if row else (0, 0)
-        entries = self._journal.read_tail(epoch, position)
-        self._sql.fold(entries, epoch + 1, _HEADER.size)
-        self._journal.start(epoch + 1)
+        self._write.execute(_STATE_SCHEMA)
+        epoch = replay_journal(self._sql, self._journal)
+        self._journal.start(epoch)
 
     # --- charging -------------------------------------------------------------------------
 
@@ -776,14 +829,23 @@ class ExclusiveSqliteCounterStore:
             error = None
             if group or rotate:
                 epoch = self._journal.epoch + 1 if rotate else self._journal.epoch
+                target = (epoch, _HEADER.size if rotate else group[-1].end)
                 try:
-                    self._fold(group, epoch, _HEADER.size if rotate else group[-1].end)
+                    self._fold(group, *target)
                     self._fold_pos = group[-1].end if group else self._fold_pos
                 except Exception as exc:  # noqa: BLE001 - the entries stay in the journal and in memory
-                    error = f"folding the journal into the counter file failed: {exc}"
-                    with self._cond:
-                        self._unfolded[:0] = group
-                        group = []
+                    rest = self._folded_anyway(group, target)
+                    if rest is None or rest:
+                        error = f"folding the journal into the counter file failed: {exc}"
+                    if rest is not None:   # the front of the group is in the file after all
+                        group = group[:len(group) - len(rest)]
+                        if group:
+                            self._fold_pos = group[-1].end
+                    else:
+                        rest, group = group, []
+                    if rest:
+                        with self._cond:
+                            self._unfolded[:0] = rest
                 if error is None and rotate:
                     try:
                         self._journal.start(epoch)
@@ -824,11 +886,29 @@ class ExclusiveSqliteCounterStore:
 
     def _fold(self, group: list[_Entry], epoch: int, position: int) -> None:
         """Apply `group`, the journal's entries from _fold_pos on, and record (epoch, position)."""
+        basis = (self._journal.epoch, self._fold_pos)
         if self._fold_process is None:
-            self._sql.fold(group, epoch, position)
+            self._sql.fold(group, epoch, position, basis)
         else:
             end = group[-1].end if group else self._fold_pos
-            self._fold_process.fold(self._journal.path, self._fold_pos, end, len(group), epoch, position)
+            self._fold_process.fold(self._journal.path, self._fold_pos, end, len(group), epoch,
+                                    position, basis)
+
+    def _folded_anyway(self, group: list[_Entry], target: tuple[int, int]) -> list[_Entry] | None:
+        """After a failed fold: the entries of `group` the file does not hold yet (all of them
+        unless a fold process died after its COMMIT, before its answer), or None when the file
+        cannot tell (they are retried, and the basis check keeps a retry from counting twice)."""
+        try:
+            recorded = self._sql.recorded()
+        except sqlite3.Error:
+            return None
+        if recorded == target:
+            return []
+        if recorded[0] == self._journal.epoch and recorded[1] > self._fold_pos:
+            for i, e in enumerate(group):
+                if e.end == recorded[1]:
+                    return group[i + 1:]
+        return group
 
     # --- the rest of the interface --------------------------------------------------------
 

@@ -148,6 +148,10 @@ class SqliteCounterStore:
         self.idempotency_ttl = idempotency_ttl
         self._lock = threading.Lock()
         self._since_sweep = 0
+        # an exclusive owner killed before its folder caught up left answered charges in its
+        # journal only: into the tables with them before this mode, which never reads it
+        from .sqlite_exclusive import fold_leftover_journal
+        fold_leftover_journal(path, busy_timeout_ms)
         self._owner = owner.hold(path, exclusive=False)
         try:
             conn = open_connection(path, busy_timeout_ms)

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from policy.counters import ExclusiveSqliteCounterStore
+from policy.counters import ExclusiveSqliteCounterStore, SqliteCounterStore
 from policy.counters.sqlite_exclusive import JOURNAL_SUFFIX
 from tests.counters.counters_hammer import NOW, plan
 from tests.counters.test_counter_exclusive import child, one
@@ -29,7 +29,7 @@ def killed_after_answering(path, n=50):
         import os
         from policy.counters import sqlite_exclusive
         sqlite_exclusive.FOLD_EVERY = 3600   # nothing is folded before the process dies
-        from policy.counters import ExclusiveSqliteCounterStore
+        from policy.counters import ExclusiveSqliteCounterStore, SqliteCounterStore
         from tests.counters.counters_hammer import NOW, plan
         from tests.counters.test_counter_exclusive import one
         s = ExclusiveSqliteCounterStore({path!r})
@@ -141,3 +141,23 @@ def test_expired_counters_are_swept_by_a_rolling_pass_without_an_expiry_index(tm
     db = sqlite3.connect(path)
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'counters_expiry'").fetchall() == [("counters_expiry",)]
     db.close()
+
+
+def test_a_shared_mode_open_folds_what_an_exclusive_owner_left_in_its_journal(tmp_path):
+    """A file may change mode between restarts: answered charges of an exclusive owner killed
+    before its folder ran must not be lost (nor charged again on retry) in shared mode."""
+    path = str(tmp_path / "c.db")
+    killed_after_answering(path)
+    store = SqliteCounterStore(path)
+    try:
+        assert tables(path) == (50, 50, (900,))
+        again = store.charge("r7", one(plan(1000), "13900000007"), "900001", 2, NOW.timestamp())
+        assert again.replayed and again.stored_response == b"answer 7"
+        assert store.balance("900001") == 900
+    finally:
+        store.close()
+    reopened = ExclusiveSqliteCounterStore(path)   # and back: nothing folded twice
+    try:
+        assert tables(path) == (50, 50, (900,)) and reopened.balance("900001") == 900
+    finally:
+        reopened.close()
