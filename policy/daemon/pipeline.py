@@ -35,6 +35,12 @@ class UnknownAccount(LookupError):
     pass
 
 
+def content_key(mfacts: dict) -> str:
+    """What same-content limits count by: the decoded text, not its bytes (the same words sent
+    as UCS2 and as GBK are the same content)."""
+    return hashlib.blake2b(mfacts["message__content"].encode(), digest_size=8).hexdigest()
+
+
 class Pipeline:
     def __init__(self, runtime: Runtime, counters=None, decision_log=None, metrics=None,
                  clock=time.time):
@@ -87,6 +93,12 @@ class Pipeline:
             decision.submit_result = int(submit_hit.code)
             decision.submit_rule_id = submit_hit.id
             decision.submit_reason = submit_hit.description
+            if self.counters is not None:
+                # a charge of nothing: the refusal is kept under the request id like any answer,
+                # so a retry gets it back even once the reason is gone (the window opened, ...)
+                self._limits(loaded, sub, account, mfacts, local_now, now, decision)
+                if decision.replayed:
+                    return decision
         else:
             # 3b. recipient-stage rules
             shared: list = []  # the message's share of the engine payloads, made once
@@ -255,7 +267,7 @@ class Pipeline:
 
     def _limits(self, loaded: LoadedPolicy, sub: Submission, account: Account, mfacts: dict,
                 local_now: datetime, now: float, decision: Decision) -> None:
-        content_hash = hashlib.blake2b(sub.content, digest_size=8).hexdigest()
+        content_hash = content_key(mfacts)
         charges = []
         for i, r in enumerate(decision.recipients):
             if r.action == REJECT:
@@ -263,7 +275,8 @@ class Pipeline:
             incs = loaded.limits.increments(account.id, r.channel_id, r.normalized, content_hash,
                                             decision.segments, local_now)
             charges.append(RecipientCharge(index=i, increments=incs, segments=decision.segments))
-        debit = account.id if account.billing == "prepaid" else None
+        # a refused submit debits nothing: with the balance at zero it would read as result 15
+        debit = account.id if account.billing == "prepaid" and not decision.submit_result else None
 
         def answer(res) -> bytes:  # the answer a retry of this request id gets back
             self._apply_charge(decision, res, account, debit)

@@ -7,7 +7,6 @@ temporary folder (with the API blacklist), there is no decision log and no gRPC.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import shutil
@@ -17,7 +16,7 @@ from datetime import datetime
 
 from ..counters import RecipientCharge, SqliteCounterStore
 from ..daemon.decision import Decision
-from ..daemon.pipeline import Pipeline
+from ..daemon.pipeline import Pipeline, content_key
 from ..daemon.runtime import LoadedPolicy, Runtime
 from ..rules.model import PolicySet
 from ..submission import Submission
@@ -91,8 +90,7 @@ class OfflinePolicy:
         if limit not in loaded.limits.applicable(account.id, channel):
             raise ValueError(f"limit {limit_id!r} does not apply to account {account.id} "
                              f"sending to {destination} (route {channel or 'none'})")
-        # the same content key as the pipeline's limits step
-        content_hash = hashlib.blake2b(sub.content, digest_size=8).hexdigest()
+        content_hash = content_key(mfacts)
         (inc,) = [i for i in loaded.limits.increments(account.id, channel, rfacts["recipient__number"],
                                                         content_hash, mfacts["message__segments"],
                                                         local_now) if i.limit_id == limit_id]
