@@ -142,6 +142,7 @@ class DecisionLog:
         self._lock_file = _lock(self.path)
         self._queue: deque[dict] = deque()
         self._pending = 0            # queued + taken by the writer but not yet committed
+        self._reserved = 0           # slots reserve()d for decisions being made (fail_closed)
         # Records leave the queue in order, so "the first `_committed` appended are durable":
         # wait_durable() compares a caller's mark() with it.
         self._appended = 0
@@ -175,17 +176,26 @@ class DecisionLog:
 
     # ---- caller side -------------------------------------------------------------------
 
-    def append(self, record: dict) -> bool:
+    def append(self, record: dict, reserved: bool = False) -> bool:
         """Queue one decision; the log takes ownership of `record` (do not mutate it after).
 
         Returns False only with on_overflow="fail_closed" when the queue is full: the caller
-        must then refuse the decision, since it cannot be logged.
+        must then refuse the decision, since it cannot be logged. `reserved`: the slot was
+        taken by reserve() before the decision was made, so there is room.
         """
-        check_record(record)
+        try:
+            check_record(record)
+        except BaseException:
+            if reserved:
+                self.release()
+            raise
         with self._cond:
+            held = reserved and self.on_overflow == "fail_closed"
+            if held:   # the slot becomes the record's
+                self._reserved -= 1
             if self._closing:
                 raise RuntimeError("decision log is closed")
-            if self._pending >= self.queue_max:
+            if not held and self._pending + self._reserved >= self.queue_max:
                 self.overflows += 1
                 if self.on_overflow == "fail_closed":
                     return False
@@ -217,12 +227,30 @@ class DecisionLog:
             return wait_until(self, lambda: self._committed >= mark, deadline, healthy_only=True)
 
     def has_room(self) -> bool:
-        """Whether a decision made now can be logged: asked before evaluating, so that with
-        fail_closed nothing is counted or debited for a decision the log would then refuse.
-        With "block" append() waits for room instead, so the answer is always yes."""
+        """Whether a decision made now could be logged (reserve() takes the slot)."""
         if self.on_overflow != "fail_closed":
             return True
-        return self.healthy and self._pending < self.queue_max
+        return self.healthy and self._pending + self._reserved < self.queue_max
+
+    def reserve(self) -> bool:
+        """Take a queue slot for a decision about to be made, before anything is counted or
+        debited for it: with fail_closed, a slot found free by has_room() could go to another
+        thread before append(), and the decision would be refused after its charge. False: no
+        room (the caller refuses the decision). Give the slot to append(record, reserved=True),
+        or back with release(). With "block" append() waits for room instead: always True."""
+        if self.on_overflow != "fail_closed":
+            return True
+        with self._cond:
+            if not (self.healthy and self._pending + self._reserved < self.queue_max):
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a slot reserve() took, for a decision that will not be appended."""
+        if self.on_overflow == "fail_closed":
+            with self._cond:
+                self._reserved -= 1
 
     def state(self) -> tuple[int, bool, str | None, int]:
         """(records committed, healthy, last error, write failures): what a writer process

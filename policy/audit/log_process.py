@@ -3,7 +3,7 @@
 The daemon is one Python process whose work holds the GIL. DecisionLog's writer thread (row
 encoding, hash chaining, SQLite) took about a fifth of it (py-spy, EvaluateBatch as shipped)
 while the machine's other core sat idle. DecisionLogProcess has the interface the pipeline and
-the service use (append, mark, wait_durable, has_room, healthy, flush, close); the same
+the service use (append, reserve, release, mark, wait_durable, has_room, healthy, flush, close); the same
 DecisionLog runs in `python -m policy.audit.log_process`, and the daemon only serializes each
 batch of records into a pipe.
 
@@ -120,6 +120,7 @@ class DecisionLogProcess:
         self._sent = 0                     # of them, handed to a writer
         self._acked = 0                    # of them, committed (the writer said so)
         self._buffer: list[dict] = []      # appended, not sent yet
+        self._reserved = 0                 # slots reserve()d for decisions being made (fail_closed)
         self._unacked: deque[tuple[int, int, bytes]] = deque()   # (first, last record, frame) sent, not committed
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()  # frames go out whole and in order
@@ -133,16 +134,32 @@ class DecisionLogProcess:
 
     # ---- the caller's side, as DecisionLog's --------------------------------------------
 
-    def append(self, record: dict) -> bool:
-        check_record(record)
+    def append(self, record: dict, reserved: bool = False) -> bool:
+        try:
+            check_record(record)
+        except BaseException:
+            if reserved:
+                self.release()
+            raise
         if not record.get("decision_id"):
             record["decision_id"] = uuid.uuid4().hex   # what a resend recognises it by
         counted = False
+        if reserved and self.on_overflow == "fail_closed":
+            with self._cond:
+                self._reserved -= 1
+                if self._closing:
+                    raise RuntimeError("decision log is closed")
+                self._appended += 1   # the reservation held its room
+                self._buffer.append(record)
+                full = len(self._buffer) >= SEND_BATCH
+            if full:
+                self._send()
+            return True
         while True:
             with self._cond:
                 if self._closing:
                     raise RuntimeError("decision log is closed")
-                if self._appended - self._acked < self.queue_max:
+                if self._appended + self._reserved - self._acked < self.queue_max:
                     self._appended += 1
                     self._buffer.append(record)
                     full = len(self._buffer) >= SEND_BATCH
@@ -174,7 +191,21 @@ class DecisionLogProcess:
     def has_room(self) -> bool:
         if self.on_overflow != "fail_closed":
             return True
-        return self.healthy and self._appended - self._acked < self.queue_max
+        return self.healthy and self._appended + self._reserved - self._acked < self.queue_max
+
+    def reserve(self) -> bool:
+        if self.on_overflow != "fail_closed":
+            return True
+        with self._cond:
+            if not (self.healthy and self._appended + self._reserved - self._acked < self.queue_max):
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        if self.on_overflow == "fail_closed":
+            with self._cond:
+                self._reserved -= 1
 
     @property
     def pending(self) -> int:

@@ -105,7 +105,10 @@ class Pipeline:
             for i, raw in enumerate(sub.destinations):
                 decision.recipients.append(self._recipient_stage(
                     loaded, sub, account, mfacts, i, raw, decision, explain, shared))
-            if self.decision_log is not None and not self.decision_log.has_room():
+            # the log's slot is taken before anything is counted: with fail_closed a slot merely
+            # seen free could go to another thread, and the charged decision then be refused
+            reserved = self.decision_log is not None
+            if reserved and not self.decision_log.reserve():
                 if self.counters is not None and getattr(self.counters, "recall_in_charge", False):
                     replay = self._recall(sub, now)  # a retry still gets its first answer
                     if replay is not None:
@@ -115,18 +118,31 @@ class Pipeline:
                 return decision
             # 4. limits and balance
             if self.counters is not None:
-                self._limits(loaded, sub, account, mfacts, local_now, now, decision)
+                try:
+                    self._limits(loaded, sub, account, mfacts, local_now, now, decision, reserved)
+                except _Deferred:
+                    raise   # the batch's job holds the slot
+                except BaseException:
+                    if reserved:
+                        self.decision_log.release()
+                    raise
                 if decision.replayed:  # a retry: its first answer, logged the first time
+                    if reserved:
+                        self.decision_log.release()
                     return decision
+            # 5. log, 6. answer
+            self._finish(sub, decision, now, mfacts, started, reserved)
+            return decision
 
         # 5. log, 6. answer
         self._finish(sub, decision, now, mfacts, started)
         return decision
 
     def _finish(self, sub: Submission, decision: Decision, now: float, mfacts: dict,
-                started: float) -> None:
-        """Steps 5 and 6 (the counter step kept the answer for retries of this request id)."""
-        if not self._log(sub, decision, now, mfacts) and self.counters is not None:
+                started: float, reserved: bool = False) -> None:
+        """Steps 5 and 6 (the counter step kept the answer for retries of this request id).
+        `reserved`: a log slot was reserved for this decision."""
+        if not self._log(sub, decision, now, mfacts, reserved) and self.counters is not None:
             # the log refused it after all (fail_closed race): a retry must get this answer
             decision.stored_response = decision_to_response(decision).SerializeToString()
             try:
@@ -266,7 +282,7 @@ class Pipeline:
         return None
 
     def _limits(self, loaded: LoadedPolicy, sub: Submission, account: Account, mfacts: dict,
-                local_now: datetime, now: float, decision: Decision) -> None:
+                local_now: datetime, now: float, decision: Decision, reserved: bool = False) -> None:
         content_hash = content_key(mfacts)
         charges = []
         for i, r in enumerate(decision.recipients):
@@ -285,7 +301,7 @@ class Pipeline:
 
         if getattr(self._batch, "defer", False):  # evaluate_batch charges the batch in one trip
             raise _Deferred(_Job(sub, charges, debit, account, now, answer, decision, mfacts,
-                                 time.perf_counter()))
+                                 time.perf_counter(), reserved))
         tokens = getattr(self._batch, "tokens", None)  # inside evaluate_batch: it waits once
         try:
             res = self.counters.charge(sub.request_id, charges, debit, account.price, now, answer,
@@ -316,6 +332,8 @@ class Pipeline:
         except (CounterStoreError, OSError, ConnectionError) as e:
             results = [e] * len(batch)
         for i, j, res in zip(jobs, batch, results):
+            if isinstance(res, Exception) or (j.reserved and res.replayed):
+                self.decision_log.release() if j.reserved else None
             if isinstance(res, Exception):
                 out[i] = CountersUnavailable(str(res))
                 continue
@@ -323,7 +341,7 @@ class Pipeline:
             self._charged(decision, res, j.account, j.debit)
             if not decision.replayed:
                 try:
-                    self._finish(j.sub, decision, j.now, j.mfacts, j.started)  # 5. log, 6. answer
+                    self._finish(j.sub, decision, j.now, j.mfacts, j.started, j.reserved)  # 5, 6
                 except _RememberFailed as e:  # this message's call fails, the batch goes on
                     out[i] = CountersUnavailable(str(e))
                     continue
@@ -350,7 +368,8 @@ class Pipeline:
                                 "debit": billed * account.price}
 
     # ------------------------------------------------------------------ step 5
-    def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict) -> bool:
+    def _log(self, sub: Submission, decision: Decision, now: float, mfacts: dict,
+             reserved: bool = False) -> bool:
         """False when the log refused the record and the decision was failed closed."""
         if self.decision_log is None:
             return True
@@ -381,7 +400,7 @@ class Pipeline:
                 "errors": decision.errors,
             },
         }
-        if not self.decision_log.append(record):  # lost the race for the last queue slot
+        if not self.decision_log.append(record, reserved):  # (full, and no slot reserved)
             self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
             return False
         return True
@@ -413,6 +432,7 @@ class _Job:
     decision: Decision
     mfacts: dict
     started: float
+    reserved: bool   # a decision-log slot is held for it
 
 
 class _RememberFailed(RuntimeError):

@@ -38,11 +38,11 @@ def pipeline(tmp_path, store_spec):
 
 
 def submit(pipeline, request_id, account, when, text=f"{SIGNATURE}您的验证码是123456，5分钟内有效",
-           encoding="utf-16-be", msg_fmt=8, number=NUMBER) -> pb.EvaluateResponse:
+           encoding="utf-16-be", msg_fmt=8, number=NUMBER, **kw) -> pb.EvaluateResponse:
     policy = pipeline.runtime.current().policy
     sub = Submission(request_id=request_id, account_id=account, frontend_id="tests",
                      src_id=policy.accounts[account].access_code, destinations=[number],
-                     content=text.encode(encoding), msg_fmt=msg_fmt)
+                     content=text.encode(encoding), msg_fmt=msg_fmt, **kw)
     decision = pipeline.evaluate(sub, now=at(when))
     return pb.EvaluateResponse.FromString(answer_bytes(decision))
 
@@ -76,3 +76,38 @@ def test_same_text_in_two_encodings_is_the_same_content(pipeline):
                         encoding=encoding, msg_fmt=fmt, number=cucc)
         actions.append((answer.recipients[0].action, answer.recipients[0].code))
     assert actions == [(pb.ACTION_ACCEPT, "")] * 5 + [(pb.ACTION_REJECT, "MA:0042")] * 5
+
+
+def test_with_fail_closed_a_decision_the_log_refuses_is_never_charged(pipeline, tmp_path):
+    """log_overflow fail_closed: the log's slot is reserved before the charge. Threads racing
+    for the last free slots must never get a charged decision refused (MA:0011) after all."""
+    import os
+    import signal
+    import threading
+
+    from policy.audit.log_process import DecisionLogProcess
+    log = DecisionLogProcess(str(tmp_path / "decisions.db"), queue_max=6, on_overflow="fail_closed")
+    os.kill(log._proc.pid, signal.SIGSTOP)   # a writer that cannot keep up: 6 slots, never freed
+    pipeline.decision_log = log
+    pipeline.counters.top_up("900002", 10_000)
+    answers, lock = [], threading.Lock()
+
+    def send(t: int) -> None:
+        for i in range(15):
+            a = submit(pipeline, f"t{t}-{i}", "900002", f"2026-12-08T10:00:{i:02d}+08:00",
+                       number=f"1381234{t:02d}{i:02d}", fee_code="000000")
+            with lock:
+                answers.append((a.recipients[0].action, a.recipients[0].code))
+    try:
+        threads = [threading.Thread(target=send, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        accepted = sum(action == pb.ACTION_ACCEPT for action, _ in answers)
+        assert len(answers) == 120 and accepted == 6
+        assert {code for action, code in answers if action != pb.ACTION_ACCEPT} == {"MA:0011"}
+        assert pipeline.counters.balance("900002") == 100 + 10_000 - 5 * accepted
+    finally:
+        os.kill(log._proc.pid, signal.SIGCONT)
+        log.close()
