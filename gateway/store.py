@@ -18,10 +18,14 @@ outbox   one row per (message, recipient) to forward. state: pending -> sending 
          part the customer sent (a long SMS is reassembled into one row, and reported per
          part). `content` is the whole text in `msg_fmt` encoding without UDH; `udh` is a
          non-concatenation UDH the customer sent (port addressing, ...) to put back in front.
+         `not_before`: a scheduled message's At_Time (epoch seconds; 0 = at once): no
+         forwarder claims the row before then (a store of an older version gets the column
+         added when opened).
 reports  one row per status report owed to a customer (CMPP_DELIVER, Registered_Delivery 1).
          state: pending -> sent (DELIVER written, `deliver_msg_id` is that DELIVER's Msg_Id,
          resent while attempts < N once `next_attempt` passed) -> acked (DELIVER_RESP came).
-         Reports nobody asked for (Registered_Delivery 0) are stored straight as acked.
+         Reports nobody asked for (Registered_Delivery 0) are stored straight as acked. A
+         report that cannot be encoded as a DELIVER is 'failed' (logged as an error, not sent).
 mo       mobile-originated messages owed to a customer, same states as reports.
 parts    long-SMS parts buffered until their message is complete (front-end only), so that a
          part answered with Result 0 survives a restart of the front-end.
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     state TEXT NOT NULL,
     upstream_msg_id TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_claim ON outbox (channel_id, state, id);
 CREATE INDEX IF NOT EXISTS outbox_upstream ON outbox (channel_id, upstream_msg_id);
@@ -143,6 +148,7 @@ class Message:
     registered_delivery: bool
     submit_time: float
     udh: bytes = b""             # a non-concatenation UDH to forward in front of the content
+    not_before: float = 0.0      # At_Time (epoch seconds): not forwarded before; 0 = at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +252,18 @@ class MoRow:
     deliver_msg_id: int | None
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added to a table after a store file was created (CREATE TABLE IF NOT EXISTS
+    leaves an existing table as it is). Another process may add one at the same moment."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+    if "not_before" not in have:
+        try:
+            db.execute("ALTER TABLE outbox ADD COLUMN not_before REAL NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError:
+            if "not_before" not in {r[1] for r in db.execute("PRAGMA table_info(outbox)")}:
+                raise
+
+
 def _ids(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split())
 
@@ -273,6 +291,7 @@ class GatewayStore:
         self.path = os.fspath(path)
         self._db = open_shared(self.path, _SCHEMA, busy_timeout,
                                autocheckpoint=not background_checkpoint)
+        _add_missing_columns(self._db)
         self._checkpointer = Checkpointer(self.path, busy_timeout) if background_checkpoint else None
 
     def close(self) -> None:
@@ -323,7 +342,7 @@ class GatewayStore:
                                    str(r.msg_ids[0]), _id_text(r.msg_ids), r.dest, msg.src_id,
                                    msg.service_id, msg.content, msg.udh, msg.msg_fmt,
                                    r.channel_id, r.segments, int(msg.registered_delivery),
-                                   msg.submit_time, state, now))
+                                   msg.submit_time, state, now, msg.not_before))
             if parts_key is not None:
                 keys.append((parts_key,))
             due.append(rejected if msg.registered_delivery else 0)
@@ -332,8 +351,8 @@ class GatewayStore:
                 db.executemany(
                     "INSERT INTO outbox (request_id, decision_id, account_id, msg_id, msg_ids, dest,"
                     " src_id, service_id, content, udh, msg_fmt, channel_id, segments,"
-                    " registered_delivery, submit_time, state, updated)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", outbox)
+                    " registered_delivery, submit_time, state, updated, not_before)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", outbox)
             if reports:
                 self._insert_reports(db, reports)
             if keys:
@@ -367,30 +386,37 @@ class GatewayStore:
                 " AND state IN ('pending', 'held')", (time.time(), account_id, str(msg_id)))
         return cur.rowcount > 0
 
-    def query_counts(self, account_id: str, start: float, end: float) -> dict[str, int]:
+    def query_counts(self, account_id: str, start: float, end: float,
+                     service_id: str | None = None) -> dict[str, int]:
         """CMPP_QUERY figures for submits received in [start, end): messages, distinct
         recipients, delivered, waiting, failed; MO received, delivered to the customer,
-        waiting."""
+        waiting, failed. With `service_id` (Query_Type 1), only that Service_Id's."""
         db = self._db
+        svc, args = "", ()
+        if service_id is not None:
+            svc, args = " AND service_id = ?", (service_id,)
+        scope = (account_id, start, end, *args)
         total, users = db.execute(
             "SELECT count(*), count(DISTINCT dest) FROM ("
             " SELECT dest FROM outbox WHERE account_id = ? AND submit_time >= ? AND submit_time < ?"
-            " UNION ALL SELECT dest FROM reports WHERE account_id = ? AND submit_time >= ?"
-            " AND submit_time < ? AND stat LIKE 'MA:%')",
-            (account_id, start, end, account_id, start, end)).fetchone()
+            + svc + " UNION ALL SELECT dest FROM reports WHERE account_id = ? AND submit_time >= ?"
+            " AND submit_time < ?" + svc + " AND stat LIKE 'MA:%')", scope + scope).fetchone()
         waiting, = db.execute(
             "SELECT count(*) FROM outbox WHERE account_id = ? AND submit_time >= ?"
-            " AND submit_time < ? AND state != 'done'", (account_id, start, end)).fetchone()
+            " AND submit_time < ?" + svc + " AND state != 'done'", scope).fetchone()
         delivered, reported = db.execute(
             "SELECT count(DISTINCT msg_id) FILTER (WHERE stat = 'DELIVRD'), count(DISTINCT msg_id)"
-            " FROM reports WHERE account_id = ? AND submit_time >= ? AND submit_time < ?",
-            (account_id, start, end)).fetchone()
-        mo_ok, mo_wait = db.execute(
-            "SELECT count(*) FILTER (WHERE state = 'acked'), count(*) FILTER (WHERE state != 'acked')"
-            " FROM mo WHERE account_id = ? AND received >= ? AND received < ?",
-            (account_id, start, end)).fetchone()
+            " FROM reports WHERE account_id = ? AND submit_time >= ? AND submit_time < ?" + svc,
+            scope).fetchone()
+        mo_ok, mo_wait, mo_failed = db.execute(
+            "SELECT count(*) FILTER (WHERE state = 'acked'),"
+            " count(*) FILTER (WHERE state NOT IN ('acked', 'failed')),"
+            " count(*) FILTER (WHERE state = 'failed')"
+            " FROM mo WHERE account_id = ? AND received >= ? AND received < ?" + svc,
+            scope).fetchone()
         return {"mt_tlmsg": total, "mt_tlusr": users, "mt_scs": delivered, "mt_wt": waiting,
-                "mt_fl": reported - delivered, "mo_scs": mo_ok, "mo_wt": mo_wait, "mo_fl": 0}
+                "mt_fl": reported - delivered, "mo_scs": mo_ok, "mo_wt": mo_wait,
+                "mo_fl": mo_failed}
 
     # ================================================================ front-end: long SMS
 
@@ -461,13 +487,29 @@ class GatewayStore:
                         break
         return acked
 
-    def rearm(self, account_id: str) -> None:
-        """At login: reports and MO that used up their sends become due again, so that a
-        customer who was offline (or didn't answer) gets them on the new connection."""
+    def fail_reports(self, report_ids: Sequence[int]) -> None:
+        """Reports that cannot be encoded as a DELIVER: state 'failed', out of the delivery
+        queue (the front-end logs each as an error)."""
+        with self._tx() as db:
+            db.executemany("UPDATE reports SET state = 'failed' WHERE id = ?"
+                           " AND state IN ('pending', 'sent')", [(i,) for i in report_ids])
+
+    def fail_mo(self, mo_ids: Sequence[int]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE mo SET state = 'failed' WHERE id = ?"
+                           " AND state IN ('pending', 'sent')", [(i,) for i in mo_ids])
+
+    def rearm(self, account_id: str, max_attempts: int) -> None:
+        """At login: reports and MO that used up their sends (`max_attempts`, the N of the
+        resend timer) become due again, so that a customer who was offline (or didn't answer)
+        gets them on the new connection. Those still within their sends are left to their
+        timer (they are resent on any connection of the account when it runs out): a second
+        connection must not bring a DELIVER the first may still answer at once again."""
         with self._tx() as db:
             for table in ("reports", "mo"):
                 db.execute(f"UPDATE {table} SET attempts = 0, next_attempt = 0"
-                           f" WHERE account_id = ? AND state = 'sent'", (account_id,))
+                           f" WHERE account_id = ? AND state = 'sent' AND attempts >= ?",
+                           (account_id, max_attempts))
 
     def pending_mo(self, account_id: str, now: float, limit: int, max_attempts: int) -> list[MoRow]:
         rows = self._db.execute(
@@ -495,14 +537,15 @@ class GatewayStore:
 
     def claim_outbox(self, channel_id: str, limit: int) -> list[OutboxRow]:
         """Up to `limit` pending rows of the channel, oldest first, now in state 'sending'.
+        Scheduled rows (At_Time) only once their time has come.
 
         Several forwarders may claim at once; the write lock makes each row go to one.
         """
         now = time.time()
         with self._tx() as db:
             rows = db.execute(f"SELECT {_OUTBOX_COLS} FROM outbox WHERE channel_id = ?"
-                              f" AND state = 'pending' ORDER BY id LIMIT ?",
-                              (channel_id, limit)).fetchall()
+                              f" AND state = 'pending' AND not_before <= ? ORDER BY id LIMIT ?",
+                              (channel_id, now, limit)).fetchall()
             db.executemany("UPDATE outbox SET state = 'sending', attempts = attempts + 1,"
                            " updated = ? WHERE id = ?", [(now, r[0]) for r in rows])
         return [_outbox_row((*r[:16], "sending", r[17], r[18] + 1, now)) for r in rows]

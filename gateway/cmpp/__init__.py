@@ -9,6 +9,7 @@ from .packets import (
     Packet, Query, QueryResp, StatusReport, Submit, SubmitResp, Terminate, TerminateResp,
 )
 from .report import decode_report, encode_report, make_report_deliver, parse_report
+from .smpptime import parse_smpp_time
 from .udh import count_segments, decode_content, encode_content, parse_udh, split_ucs2, udhi_set
 
 __all__ = [
@@ -18,6 +19,6 @@ __all__ = [
     "Terminate", "TerminateResp", "V20", "V21", "V30", "authenticator_ismg",
     "authenticator_source", "count_segments", "decode", "decode_connect", "decode_content",
     "decode_report", "encode", "encode_content", "encode_report", "is_v3", "make_report_deliver",
-    "pack_msg_id", "parse_report", "parse_udh", "split_ucs2", "timestamp_now",
+    "pack_msg_id", "parse_report", "parse_smpp_time", "parse_udh", "split_ucs2", "timestamp_now",
     "timestamp_to_datetime", "udhi_set", "unpack_msg_id",
 ]

@@ -41,7 +41,9 @@ U8, U32, U64 = "B", "I", "Q"
 
 
 class _Str(NamedTuple):
-    """ASCII Octet String, NUL-padded on the right."""
+    """Octet String, NUL-padded on the right: a str of code points 1..255, one byte each
+    (latin-1), so that any field a peer sent (ASCII, or GBK bytes in a Service_Id) encodes back
+    to the very bytes it was decoded from."""
     width: int
 
 
@@ -64,21 +66,30 @@ _HEADER = struct.Struct(">III")
 
 
 def _ascii(value, width: int, name: str) -> bytes:
+    """An octet-string field's bytes. ASCII is what the protocol means; code points 0x80-0xff
+    stand for the bytes of the same value (latin-1, as `_cstr` decodes them), so whatever was
+    decoded encodes back to the same bytes. Other characters have no byte: refused."""
     if not isinstance(value, str):
         raise CmppEncodeError(f"{name} must be str, not {type(value).__name__}")
     # NUL is the padding byte: a string containing one would not survive decoding
-    if not value.isascii() or "\0" in value:
+    if "\0" in value:
         raise CmppEncodeError(f"{name} must be ASCII without NUL: {value!r}")
-    if len(value) > width:
+    try:
+        data = value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise CmppEncodeError(f"{name} must be ASCII without NUL (or bytes 0x80-0xff as the "
+                              f"latin-1 characters they decode to): {value!r}") from None
+    if len(data) > width:
         raise CmppEncodeError(
             f"{name} has {len(value)} characters, its field holds {width}: {value!r}")
-    return value.encode("ascii")
+    return data
 
 
 def _cstr(raw: bytes) -> str:
     # Cut at the first NUL, not just trailing ones: C peers leave stack garbage after the
-    # terminator. latin-1 maps every byte, so a decode never fails on non-ASCII junk; the
-    # policy layer decides whether such a field is acceptable.
+    # terminator. latin-1 maps every byte, so a decode never fails on non-ASCII junk (and
+    # `_ascii` encodes it back to the same bytes); the policy layer decides whether such a
+    # field is acceptable.
     # (Inlined in _Layout.unpack and _decode_submit, which are on the hot path.)
     return raw.partition(b"\0")[0].decode("latin-1")
 

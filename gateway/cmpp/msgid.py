@@ -49,6 +49,10 @@ class MsgIdGenerator:
     its time stamp never goes backwards, so a clock stepped back by NTP cannot repeat ids
     either. Caveat: ids borrowed ahead of the wall clock can repeat if the process restarts
     before the clock catches up, which takes sustained load above 65536 ids/s.
+
+    The time fields are those of what `clock` returns: give it an aware clock
+    (`lambda: datetime.now(zone)`) for the ids to carry that zone's time whatever the host's
+    zone; its zone may change between calls (ids stay ordered by instant).
     """
 
     def __init__(self, gateway_code: int, clock: Callable[[], datetime] = datetime.now,
@@ -77,6 +81,10 @@ class MsgIdGenerator:
             now = self._clock().replace(microsecond=0)
             if self._second is None or now > self._second:
                 self._second, self._next_seq = now, 0
+            elif now.tzinfo is not None and self._second.tzinfo is not now.tzinfo:
+                # an aware clock whose zone changed (the platform's was reloaded): the same
+                # instant, with its fields in the new zone
+                self._second = self._second.astimezone(now.tzinfo)
             if self._next_seq + n > _SEQ_SPACE:
                 self._second += timedelta(seconds=1)
                 self._next_seq = 0

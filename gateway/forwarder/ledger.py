@@ -87,7 +87,8 @@ class Ledger:
     def has_pending(self, channel_id: str) -> bool:
         """Cheap read before GatewayStore.claim_outbox, which takes the write lock."""
         return self._db.execute("SELECT 1 FROM outbox WHERE channel_id = ? AND state = 'pending'"
-                                " LIMIT 1", (channel_id,)).fetchone() is not None
+                                " AND not_before <= ? LIMIT 1",
+                                (channel_id, time.time())).fetchone() is not None
 
     def mark_sent(self, channel_id: str, outbox_id: int, upstream_ids: Sequence[int]) -> Final | None:
         """The upstream took every part: row 'sent', part map written, reports that overtook us

@@ -11,9 +11,17 @@ of the front-end loses no part; the timeout then runs from the last part's arriv
 
 The part that completes a message is not buffered: it is evaluated together with the stored
 ones and, if the daemon cannot answer, refused with Result 8 so the customer sends it again.
+
+A message that is finished (evaluated, or timed out) is remembered for `timeout` seconds with
+a digest of each of its parts: a late part that repeats one of them (of any message finished
+under its key within that time) (same number, same
+Msg_Fmt, same payload) is a duplicate (MA:0013). Any other part under the same key starts a
+new message: customers' 8-bit references wrap after 256 long messages, so a new long SMS to
+the same number with the same reference and total soon after an earlier one is normal.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -34,6 +42,18 @@ class _Assembly:
     parts: dict[int, Part] = field(default_factory=dict)
     last: float = 0.0
     evaluating: bool = False
+    completing: Part | None = None   # the part being evaluated with the stored ones
+
+
+@dataclass
+class _Closed:
+    """A finished message: when, and a digest of each part it had, by part number."""
+    at: float
+    digests: dict[int, bytes]
+
+
+def _digest(part: Part) -> bytes:
+    return hashlib.blake2b(bytes([part.msg_fmt]) + part.payload, digest_size=16).digest()
 
 
 def message_key(account_id: str, src_id: str, dests: tuple[str, ...], ref: int, total: int) -> str:
@@ -52,9 +72,10 @@ class Reassembler:
         self.store = store
         self.timeout = timeout
         self._open: dict[str, _Assembly] = {}
-        # keys completed (or expired) lately: a late copy of one of their parts is a duplicate,
-        # not the start of a new message that would time out.
-        self._closed: dict[str, float] = {}
+        # keys completed (or expired) lately, with their parts' digests (one entry per message
+        # finished under the key): a late copy of one of their parts is a duplicate, not the
+        # start of a new message that would time out; any other part starts a new message.
+        self._closed: dict[str, list[_Closed]] = {}
 
     def load(self) -> int:
         """Rebuild the index from the store (at start). Returns the number of parts."""
@@ -69,15 +90,18 @@ class Reassembler:
         """Take one part. COMPLETE returns every part of the message in order (this one
         included, not stored); call `settle` once the outcome is stored or `reopen` when the
         evaluation failed."""
-        if part.key in self._closed:
-            return Offer.REFUSED, []
+        closed = self._closed.get(part.key)
+        if closed:
+            digest = _digest(part)
+            if any(c.digests.get(part.seq) == digest for c in closed):
+                return Offer.REFUSED, []
         a = self._open.get(part.key)
         if a is not None:
             known = next(iter(a.parts.values()))
             if a.evaluating or part.seq in a.parts or part.msg_fmt != known.msg_fmt:
                 return Offer.REFUSED, []
         if a is not None and len(a.parts) + 1 == part.total:  # callers send total >= 2
-            a.evaluating = True
+            a.evaluating, a.completing = True, part
             return Offer.COMPLETE, sorted([*a.parts.values(), part], key=lambda p: p.seq)
         self.store.buffer_part(part)  # first: an exception leaves the index untouched
         if a is None:
@@ -88,19 +112,25 @@ class Reassembler:
 
     def reopen(self, key: str) -> None:
         """The completing part could not be evaluated; the stored parts wait for it again."""
-        self._open[key].evaluating = False
+        a = self._open[key]
+        a.evaluating, a.completing = False, None
 
     def settle(self, key: str, now: float) -> None:
         """The message's outcome is stored and its parts are gone from the store."""
-        del self._open[key]
-        self._closed[key] = now
+        a = self._open.pop(key)
+        parts = [*a.parts.values(), *([a.completing] if a.completing is not None else [])]
+        self._closed.setdefault(key, []).append(_Closed(now, {p.seq: _digest(p) for p in parts}))
 
     def expired(self, now: float) -> list[tuple[str, list[Part]]]:
         """Messages whose last part arrived more than `timeout` ago (and that are not being
         evaluated), with their parts; `settle` each once its MA:0026 reports are stored."""
         horizon = now - self.timeout
-        for key in [k for k, t in self._closed.items() if t < horizon]:
-            del self._closed[key]
+        for key in [k for k, c in self._closed.items() if c[0].at < horizon]:
+            kept = [c for c in self._closed[key] if c.at >= horizon]
+            if kept:
+                self._closed[key] = kept
+            else:
+                del self._closed[key]
         return [(key, sorted(a.parts.values(), key=lambda p: p.seq))
                 for key, a in self._open.items() if not a.evaluating and a.last < horizon]
 

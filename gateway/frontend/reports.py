@@ -6,7 +6,9 @@ WRITES_CHECK seconds of another process (the forwarder) committing to the store,
 `poll` seconds otherwise (resends). Each DELIVER goes to any logged-in connection of the
 account with room in its window; it stays in the store until the DELIVER_RESP arrives, is
 resent with the same Msg_Id after `report_resend` up to `retries` sends, and then waits for the
-account's next login (store.rearm). A customer that is offline simply has its reports waiting
+account's next login (store.rearm). One that cannot be encoded for the connection (a field the
+wire cannot carry) is logged as an error and stored as 'failed': never counted as sent, never
+resent in a loop. A customer that is offline simply has its reports waiting
 in the store, across restarts.
 """
 from __future__ import annotations
@@ -82,26 +84,35 @@ class ReportPump:
             return 0
         sent, full = 0, False
         store, msgids = self.fe.store, self.fe.msgids
-        kinds = [(store.pending_mo, "send_mo", store.mark_mo_sent)]
+        kinds = [(store.pending_mo, "send_mo", store.mark_mo_sent, store.fail_mo)]
         if not any(x.reports_pushed for x in live):  # else the forwarder's pusher delivers them
-            kinds.insert(0, (store.pending_reports, "send_report", store.mark_reports_sent))
-        for fetch, send, mark in kinds:
+            kinds.insert(0, (store.pending_reports, "send_report", store.mark_reports_sent,
+                             store.fail_reports))
+        for fetch, send, mark, fail in kinds:
             limit = room - sent
             rows = fetch(account_id, now, limit, s.retries)
             full = full or len(rows) >= limit
             if not rows:
                 continue
-            marks = []
+            marks, failed = [], []
             targets = cycle(live)
             for row in rows:
                 session = next(targets)
                 while session.delivery_capacity() <= 0:
                     session = next(targets)
                 deliver_msg_id = row.deliver_msg_id or msgids.next()
-                getattr(session, send)(row, deliver_msg_id)
-                marks.append((row.id, deliver_msg_id))
-            mark(marks, now + s.report_resend)
-            sent += len(rows)
+                if getattr(session, send)(row, deliver_msg_id):
+                    marks.append((row.id, deliver_msg_id))
+                else:   # cannot be encoded (the session logged why): failed, never "sent"
+                    failed.append(row.id)
+            if marks:
+                mark(marks, now + s.report_resend)
+            if failed:
+                fail(failed)
+                log.error("%s: %d %s cannot be encoded and will not be delivered (state "
+                          "'failed' in the store)", account_id, len(failed),
+                          "MO messages" if send == "send_mo" else "status reports")
+            sent += len(marks)
             if sent >= room:
                 full = True   # the kinds not fetched may have more
                 break

@@ -14,6 +14,12 @@ SUBMIT path (one message, N recipients; group sends get one Msg_Id per recipient
   that completes the message waits for the evaluation and carries the submit-level result; if
   that result refuses the message, the other parts get status reports (MA:0037 for result 4,
   "content too long", MA:0009 otherwise). Rejected recipients get one report per part.
+* At_Time (定时短信): a scheduled message is evaluated and stored at once (SUBMIT_RESP as
+  usual) with its time as the outbox row's `not_before`; the forwarder sends it no earlier. An
+  At_Time in the past means at once; one that is not an SMPP time (16 characters,
+  `YYMMDDhhmmsstnnp` absolute or `...R` relative, gateway/cmpp/smpptime.py) gets Result 1
+  (message structure error: the seed's submit table has no code of its own for it) and
+  nothing is stored. A long SMS is scheduled by the At_Time of the part that completes it.
 """
 from __future__ import annotations
 
@@ -22,9 +28,10 @@ import logging
 import os
 import sqlite3
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.cmpp import MsgIdGenerator, QueryResp, Submit, parse_udh, udhi_set
+from gateway.cmpp import MsgIdGenerator, QueryResp, Submit, parse_smpp_time, parse_udh, udhi_set
 from policy.api.v1 import policy_pb2 as pb
 from policy.settings import Settings
 
@@ -41,6 +48,10 @@ OK, MALFORMED, FLOW_CONTROL, BAD_LENGTH = 0, 1, 8, 4
 TOO_LONG_STAT = "MA:0037"   # 内容超长拒绝: the other parts of a message refused with result 4
 UNDEFINED_STAT = "MA:0009"  # 未定义错误: the other parts of a message refused otherwise
 _ACTIONS = {pb.ACTION_ACCEPT: "accept", pb.ACTION_REJECT: "reject", pb.ACTION_HOLD: "hold"}
+# The platform's time zone until a login answer names the one of the loaded rules
+# (LoginResponse.timezone, platform.yaml `timezone`): times a customer reads (report
+# Submit_time/Done_time, Msg_Id, QUERY's day) are platform time, never the host's zone.
+DEFAULT_ZONE = "Asia/Shanghai"
 
 
 def _stat(code: str) -> str:
@@ -60,7 +71,11 @@ class FrontEnd:
         self.settings = settings
         os.makedirs(settings.data_dir, exist_ok=True)
         self.store = store or GatewayStore(settings.path(STORE_FILE), background_checkpoint=True)
-        self.msgids = MsgIdGenerator(settings.gateway_code, skip_current_second=True)
+        self.zone = ZoneInfo(DEFAULT_ZONE)
+        # aware datetimes: the ids' time fields are platform time, and a change of zone (a
+        # reload of platform.yaml) cannot move the generator's clock backwards
+        self.msgids = MsgIdGenerator(settings.gateway_code, clock=lambda: datetime.now(self.zone),
+                                     skip_current_second=True)
         self.reassembler = Reassembler(self.store, settings.reassembly_timeout)
         self.sessions: set[Session] = set()
         self.accounts: dict[str, set[Session]] = {}   # logged-in sessions per account
@@ -127,7 +142,7 @@ class FrontEnd:
     def logged_in(self, session: Session) -> None:
         self.accounts.setdefault(session.account_id, set()).add(session)
         try:
-            self.store.rearm(session.account_id)
+            self.store.rearm(session.account_id, self.settings.retries)
         except sqlite3.Error:
             log.exception("cannot re-arm reports of %s", session.account_id)
         self.pump.wake(session.account_id)
@@ -171,13 +186,31 @@ class FrontEnd:
                 log.exception("cannot record %d DELIVER_RESP of %s; they will be resent",
                               len(ids), account_id)
 
-    def query(self, account_id: str, q) -> QueryResp:
+    def platform_zone(self, name: str) -> ZoneInfo:
+        """The zone a login answer named (the platform's); the current one if it names none
+        or one this host does not know."""
+        if name and name != self.zone.key:
+            try:
+                self.zone = ZoneInfo(name)
+                log.info("platform time zone: %s", name)
+            except (ZoneInfoNotFoundError, ValueError):
+                log.error("the daemon names time zone %r, unknown here; keeping %s", name,
+                          self.zone.key)
+        return self.zone
+
+    def query(self, account_id: str, q, zone: ZoneInfo | None = None) -> QueryResp:
+        """CMPP_QUERY: Time is a day (YYYYMMDD) in the platform's zone; Query_Type 0 counts
+        the account's traffic, 1 only that of the Service_Id in Query_Code (cmpp.md §8)."""
+        zone = zone or self.zone
         try:
-            day = datetime.strptime(q.time, "%Y%m%d")
+            day = datetime.strptime(q.time, "%Y%m%d").replace(tzinfo=zone)
         except ValueError:
             return QueryResp(q.sequence_id, q.time, q.query_type, q.query_code)
-        start = day.timestamp()
-        counts = self.store.query_counts(account_id, start, start + 86400)
+        if q.query_type not in (0, 1):
+            return QueryResp(q.sequence_id, q.time, q.query_type, q.query_code)
+        service_id = q.query_code if q.query_type == 1 else None
+        end = (day + timedelta(days=1)).replace(tzinfo=zone)   # wall-clock day (DST zones)
+        counts = self.store.query_counts(account_id, day.timestamp(), end.timestamp(), service_id)
         return QueryResp(q.sequence_id, q.time, q.query_type, q.query_code, **counts)
 
     # ------------------------------------------------------------------ the SUBMIT path
@@ -187,12 +220,18 @@ class FrontEnd:
         content, udh = p.msg_content, b""
         if len(content) > _max_content(p.msg_fmt):
             return BAD_LENGTH
+        try:
+            at = parse_smpp_time(p.at_time, time.time()) or 0.0
+        except ValueError as e:
+            log.info("%s: SUBMIT (Sequence_Id %d) with a malformed At_Time: %s", account_id,
+                     p.sequence_id, e)
+            return MALFORMED
         if udhi_set(p.tp_udhi):
             if not content or 1 + content[0] > len(content):
                 return MALFORMED
             concat = parse_udh(content)
             if concat is not None and concat.total > 1:
-                return await self._part(account_id, p, msg_ids, concat)
+                return await self._part(account_id, p, msg_ids, concat, at)
             if concat is not None:
                 content = concat.payload
             else:  # some other UDH (ports, ...): forwarded as is, in front of the text
@@ -206,13 +245,13 @@ class FrontEnd:
         if resp.submit_result:
             return resp.submit_result
         msg = Message(req.request_id, resp.decision_id, account_id, p.src_id, p.service_id,
-                      p.msg_fmt, content, p.registered_delivery == 1, time.time(), udh)
+                      p.msg_fmt, content, p.registered_delivery == 1, time.time(), udh, at)
         recipients = self._recipients(resp, [(m,) for m in msg_ids[:len(dests)]])
         if recipients is None:
             return FLOW_CONTROL
         return await self._store(msg, recipients, None)
 
-    async def _part(self, account_id: str, p: Submit, msg_ids: range, concat) -> int:
+    async def _part(self, account_id: str, p: Submit, msg_ids: range, concat, at: float) -> int:
         dests = tuple(p.dest_terminal_ids)
         key = message_key(account_id, p.src_id, dests, concat.ref, concat.total)
         now = time.time()
@@ -229,7 +268,7 @@ class FrontEnd:
                 self.pump.wake(account_id)
             return OK
         try:
-            result = await self._complete(key, part, parts)
+            result = await self._complete(key, part, parts, at)
         except BaseException:
             self.reassembler.reopen(key)
             raise
@@ -239,7 +278,7 @@ class FrontEnd:
             self.reassembler.settle(key, time.time())
         return result
 
-    async def _complete(self, key: str, last: Part, parts: list[Part]) -> int:
+    async def _complete(self, key: str, last: Part, parts: list[Part], at: float) -> int:
         first = parts[0]
         content = b"".join(x.payload for x in parts)
         n = len(first.dests)
@@ -260,7 +299,7 @@ class FrontEnd:
             return result
         msg = Message(req.request_id, resp.decision_id, first.account_id, first.src_id,
                       first.service_id, first.msg_fmt, content, wants_reports,
-                      min(x.received for x in parts))
+                      min(x.received for x in parts), not_before=at)
         recipients = self._recipients(resp, ids)
         if recipients is None:
             return FLOW_CONTROL

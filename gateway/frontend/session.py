@@ -63,6 +63,7 @@ class Session(asyncio.Protocol):
         self.account_id = ""
         self.session_id = ""
         self.reports_pushed = False
+        self.zone = fe.zone          # the platform's, as the login answer names it
         self.inflight = 0
         self._buf = bytearray()
         self._out: list[bytes] = []
@@ -179,7 +180,7 @@ class Session(asyncio.Protocol):
             if self._terminated is not None and not self._terminated.done():
                 self._terminated.set_result(None)
         elif kind is Query:
-            self.write(self.fe.query(self.account_id, packet))
+            self.write(self.fe.query(self.account_id, packet, self.zone))
         elif kind is Cancel:
             ok = self.fe.store.cancel(self.account_id, packet.msg_id)
             self.write(CancelResp(seq, 0 if ok else 1))
@@ -210,6 +211,11 @@ class Session(asyncio.Protocol):
             data = encode(packet, self.version or V20)
         except CmppEncodeError:
             log.exception("%s: cannot encode %r", self.name, packet)
+            return
+        self._write_encoded(data)
+
+    def _write_encoded(self, data: bytes) -> None:
+        if self.transport is None or self.state == CLOSED or self.transport.is_closing():
             return
         if not self._out:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -286,6 +292,7 @@ class Session(asyncio.Protocol):
         self.state, self.version, self.account_id = OPEN, p.version, p.source_addr
         self.session_id = resp.session_id
         self.reports_pushed = resp.reports_pushed  # the forwarder's pusher delivers them
+        self.zone = self.fe.platform_zone(resp.timezone)
         self._last_renew = time.monotonic()
         self._lease = resp.lease_seconds or self.settings.session_lease_seconds
         log.info("%s: logged in (CMPP 0x%02x)", self.name, p.version)
@@ -333,24 +340,38 @@ class Session(asyncio.Protocol):
             return 0
         return self._window - len(self._unacked)
 
-    def send_report(self, row, deliver_msg_id: int) -> None:
+    def send_report(self, row, deliver_msg_id: int) -> bool:
+        """Write the DELIVER of a stored report. False, having written nothing, when it cannot
+        be encoded for this connection (the caller marks the report failed, never sent)."""
         try:
             packet = make_report_deliver(
                 self.next_seq(), deliver_msg_id, row.msg_id, row.stat,
-                datetime.fromtimestamp(row.submit_time), datetime.fromtimestamp(row.done_time),
+                datetime.fromtimestamp(row.submit_time, self.zone),
+                datetime.fromtimestamp(row.done_time, self.zone),
                 row.dest, 0, row.src_id, row.service_id, self.version)
+            data = encode(packet, self.version)
         except CmppEncodeError as e:
-            # cannot happen for reports of this account's own SUBMITs; keep the pump going
-            log.error("%s: report %d cannot be encoded for CMPP 0x%02x: %s", self.name, row.id,
+            log.error("%s: report %d (Msg_Id %d to %s) cannot be encoded for CMPP 0x%02x, it "
+                      "will not be delivered: %s", self.name, row.id, row.msg_id, row.dest,
                       self.version, e)
-            return
-        self.write(packet)
+            return False
+        self._write_encoded(data)
         self._unacked[deliver_msg_id] = time.monotonic()
+        return True
 
-    def send_mo(self, row, deliver_msg_id: int) -> None:
-        self.write(Deliver(self.next_seq(), deliver_msg_id, row.dest_id, row.service_id, 0,
-                           row.tp_udhi, row.msg_fmt, row.src_terminal_id, 0, 0, row.content))
+    def send_mo(self, row, deliver_msg_id: int) -> bool:
+        """Like send_report, for a stored MO message."""
+        try:
+            data = encode(Deliver(self.next_seq(), deliver_msg_id, row.dest_id, row.service_id, 0,
+                                  row.tp_udhi, row.msg_fmt, row.src_terminal_id, 0, 0,
+                                  row.content), self.version)
+        except CmppEncodeError as e:
+            log.error("%s: MO %d cannot be encoded for CMPP 0x%02x, it will not be delivered: %s",
+                      self.name, row.id, self.version, e)
+            return False
+        self._write_encoded(data)
         self._unacked[deliver_msg_id] = time.monotonic()
+        return True
 
     def _on_deliver_resp(self, p: DeliverResp) -> None:
         if self._unacked.pop(p.msg_id, None) is not None:

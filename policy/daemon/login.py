@@ -38,6 +38,7 @@ class LoginResult:
     server_version: int = SERVER_VERSION
     reports_pushed: bool = False
     access_code: str = ""
+    timezone: str = ""           # the platform's IANA time zone (status 0 only)
 
 
 class Sessions:
@@ -158,7 +159,8 @@ class LoginPolicy:
             return LoginResult(TOO_MANY, f"more than {account.max_connections} connections")
         ismg = authenticator_ismg(OK, auth_source, account.secret, version) if access_mode == "cmpp" else b""
         return LoginResult(OK, "ok", ismg, session, self.sessions.lease_seconds,
-                           reports_pushed=bool(account.push_url), access_code=account.access_code)
+                           reports_pushed=bool(account.push_url), access_code=account.access_code,
+                           timezone=loaded.policy.platform.timezone)
 
 
 def _http_signature_refused(secret: str, signature: bytes, string_to_sign: str, timestamp: int,

@@ -176,6 +176,47 @@ def test_mo_reaches_the_account_owning_the_access_code(stack):
     assert decode_content(mo.msg_content, mo.msg_fmt) == "TD 退订"
 
 
+def test_scheduled_messages_are_not_forwarded_before_their_at_time(stack):
+    """定时短信: At_Time, relative (`...R`) or absolute (`YYMMDDhhmmsstnnp`, here in the
+    platform's +8 h), is kept with the message; the forwarder hands it to the upstream no
+    earlier, and the report follows. A message without At_Time beside them goes at once."""
+    from datetime import datetime, timedelta, timezone
+    plus8 = timezone(timedelta(hours=8))
+    texts = [f"{SIG}定时 relative", f"{SIG}定时 absolute", f"{SIG}定时 none"]
+    async def go():
+        async with customer(stack) as client:
+            now = time.monotonic()
+            absolute = (datetime.now(plus8) + timedelta(seconds=3)).strftime("%y%m%d%H%M%S") + "032+"
+            sent = [await client.send_text(texts[0], (fresh_number(),), at_time="000000000003000R"),
+                    await client.send_text(texts[1], (fresh_number(),), at_time=absolute),
+                    await client.send_text(texts[2], (fresh_number(),))]
+            assert [r.result for r in sent] == [0, 0, 0], sent
+            reports = {}
+            for r in reversed(sent):   # the unscheduled one first: it must not wait
+                rep = await client.report(r.msg_id, timeout=10)
+                reports[r.msg_id] = (rep.stat, time.monotonic() - now)
+            return [reports[r.msg_id] for r in sent], now
+    got, started = run(go(), timeout=30)
+    assert [stat for stat, _ in got] == ["DELIVRD"] * 3
+    upstream = {rec["text"]: rec["received"] - started for rec in stack.sim.submits()
+                if rec["text"] in texts}
+    assert upstream[texts[2]] < 2.0, upstream
+    assert upstream[texts[0]] >= 2.9 and upstream[texts[1]] >= 2.0, upstream   # absolute: whole seconds
+    assert got[0][1] >= 2.9 and got[2][1] < 2.0, got
+
+
+def test_a_malformed_at_time_gets_result_1_and_nothing_is_forwarded(stack):
+    async def go():
+        async with customer(stack) as client:
+            return [await client.send_text(f"{SIG}定时 bad {i}", (fresh_number(),), at_time=bad)
+                    for i, bad in enumerate(["2612081200", "261308120000032+", "26120812000003x+",
+                                             "261208120000049+", "000000250000000R"])]
+    resps = run(go())
+    assert [r.result for r in resps] == [1] * 5
+    time.sleep(0.5)
+    assert not [s for s in stack.sim.submits() if "定时 bad" in s["text"]]
+
+
 def _review(stack, *args) -> str:
     done = subprocess.run([sys.executable, "-m", "policy", "review", "--data", str(stack.data),
                            *args], cwd=REPO, capture_output=True, text=True, timeout=30)

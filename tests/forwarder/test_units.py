@@ -106,3 +106,37 @@ def test_mo_is_stored_once_per_upstream_deliver(tmp_path):
     args = ("ch", 99, "900001", "1069001", "13900139000", b"\x00T", 8, "", 0)
     assert ledger.add_mo(*args) is True
     assert ledger.add_mo(*args) is False
+
+
+def test_a_scheduled_row_is_neither_pending_nor_claimed_before_its_time(tmp_path):
+    store, ledger = GatewayStore(tmp_path / "g.db"), Ledger(str(tmp_path / "g.db"))
+    later = Message("r1", "d", "900001", "1069", "", 8, b"\x00a", True, time.time(),
+                    not_before=time.time() + 0.6)
+    store.accept_message(later, [Recipient("13800138000", (1,), "accept", "ch")])
+    assert not ledger.has_pending("ch") and store.claim_outbox("ch", 10) == []
+    now = Message("r2", "d", "900001", "1069", "", 8, b"\x00a", True, time.time())
+    store.accept_message(now, [Recipient("13800138001", (2,), "accept", "ch")])
+    assert [r.msg_id for r in store.claim_outbox("ch", 10)] == [2]
+    time.sleep(0.7)
+    assert ledger.has_pending("ch")
+    assert [r.msg_id for r in store.claim_outbox("ch", 10)] == [1]
+
+
+def test_a_store_of_an_older_version_gets_the_not_before_column(tmp_path):
+    """gateway.db files made before At_Time was kept have an outbox without `not_before`:
+    opening the store adds it (rows there are due at once)."""
+    import sqlite3
+    from gateway import store as store_module
+    old_schema = store_module._SCHEMA.replace(",\n    not_before REAL NOT NULL DEFAULT 0", "")
+    assert "not_before" not in old_schema
+    with sqlite3.connect(tmp_path / "g.db") as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO outbox (request_id, decision_id, account_id, msg_id, msg_ids, dest,"
+                   " src_id, service_id, content, udh, msg_fmt, channel_id, segments,"
+                   " registered_delivery, submit_time, state, updated) VALUES"
+                   " ('r', 'd', '900001', '5', '5', '138', '1069', '', x'', x'', 8, 'ch', 1, 1,"
+                   " 1.0, 'pending', 1.0)")
+    store = GatewayStore(tmp_path / "g.db")
+    assert Ledger(str(tmp_path / "g.db")).has_pending("ch")
+    assert [r.msg_id for r in store.claim_outbox("ch", 10)] == [5]
+    GatewayStore(tmp_path / "g.db").close()   # a second opening finds the column there

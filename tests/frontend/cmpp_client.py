@@ -40,16 +40,17 @@ def run(coro, timeout: float = 30.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def fresh_timestamp(account: str) -> int:
-    """A CONNECT Timestamp in the platform's zone, never the same twice for an account: the
-    daemon refuses a repeated AuthenticatorSource as a replayed login. Takes the current second,
-    or the latest one before it not handed out yet (the daemon allows 300 s of skew)."""
+def fresh_timestamp(account: str, zone: ZoneInfo = PLATFORM_TZ) -> int:
+    """A CONNECT Timestamp in the platform's zone (`zone` for a daemon on rules of another
+    zone), never the same twice for an account: the daemon refuses a repeated
+    AuthenticatorSource as a replayed login. Takes the current second, or the latest one
+    before it not handed out yet (the daemon allows 300 s of skew)."""
     used = _used_seconds.setdefault(account, set())
     second = int(time.time())
     while second in used:
         second -= 1
     used.add(second)
-    return timestamp_now(datetime.fromtimestamp(second, PLATFORM_TZ))
+    return timestamp_now(datetime.fromtimestamp(second, zone))
 
 
 def claim_current_second(account: str) -> None:

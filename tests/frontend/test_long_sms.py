@@ -87,6 +87,33 @@ def test_duplicate_part_gets_ma0013_and_the_message_still_completes(gateway):
     assert msg_ids == " ".join(str(r.msg_id) for r in [first, *rest])
 
 
+def test_a_new_message_reusing_reference_and_total_soon_after_is_not_a_duplicate(gateway):
+    """8-bit references wrap: a second long SMS to the same number with the same reference
+    and total, within the reassembly timeout of the first, is a message of its own (both
+    stored), while a late copy of a part of the first is still MA:0013."""
+    a = DEMO_SIGNATURE + "第一条长短信：您本月的账单已经生成，请登录网上营业厅查询详情。" * 3
+    b = DEMO_SIGNATURE + "第二条长短信：您的订单已发货，快递单号稍后以短信通知，请注意查收。" * 3
+    number = fresh_number()
+    async def go():
+        client = await CmppClient.logged_in(gateway.port)
+        pa = client.long_parts(a, ref=7, dests=(number,))
+        ra = [await client.request(p) for p in pa]
+        pb = client.long_parts(b, ref=7, dests=(number,))
+        assert len(pb) == len(pa)
+        rb = [await client.request(p) for p in pb]
+        late = await client.request(Submit(**{**_fields(pa[1]), "sequence_id": client.next_seq()}))
+        late_report = await client.report(late.msg_id)
+        await client.close()
+        return ra, rb, late, late_report
+    ra, rb, late, late_report = run(go())
+    assert [r.result for r in ra + rb] == [0] * (len(ra) + len(rb))
+    [(ids_a, content_a, _)] = stored(gateway, ra[0].msg_id)
+    [(ids_b, content_b, _)] = stored(gateway, rb[0].msg_id)
+    assert content_a == a.encode("utf-16-be") and content_b == b.encode("utf-16-be")
+    assert ids_b == " ".join(str(r.msg_id) for r in rb)
+    assert late.result == 0 and late_report.stat == "MA:0013"
+
+
 def _fields(packet):
     return {name: getattr(packet, name) for name in packet.__dataclass_fields__}
 

@@ -47,6 +47,45 @@ def test_duplicate_inconsistent_and_late_parts_are_refused(store):
     assert r.offer(part(3))[0] is Offer.BUFFERED  # long after: a new message
 
 
+def test_a_new_message_under_a_finished_key_is_not_a_duplicate(store):
+    """Same account, source, recipients, reference and total as a message finished moments
+    ago, but other parts: a new message. Only a repeat of a finished part (same number and
+    payload) is refused."""
+    def other(seq, **kw):
+        p = part(seq, **kw)
+        return Part(*[f"[{seq}]".encode() if f == "payload" else getattr(p, f)
+                      for f in p.__dataclass_fields__])
+    r = Reassembler(store, timeout=180)
+    r.offer(part(1)), r.offer(part(2))
+    offer, parts = r.offer(part(3))
+    assert offer is Offer.COMPLETE
+    r.settle(parts[0].key, now=200.0)
+    for seq in (1, 2, 3):
+        assert r.offer(part(seq))[0] is Offer.REFUSED            # late copies of the first
+    assert r.offer(other(2))[0] is Offer.BUFFERED                # a second message begins
+    assert r.offer(part(3, msg_fmt=15))[0] is Offer.REFUSED      # not one of its parts' formats
+    assert r.offer(other(1))[0] is Offer.BUFFERED
+    offer, parts = r.offer(other(3))
+    assert offer is Offer.COMPLETE and [p.payload for p in parts] == [b"[1]", b"[2]", b"[3]"]
+    r.settle(parts[0].key, now=210.0)
+    assert r.offer(other(3))[0] is Offer.REFUSED                 # copies of either message
+    assert r.offer(part(3))[0] is Offer.REFUSED
+    r.expired(now=200.0 + 181)                                   # the first is forgotten
+    assert r.offer(other(2))[0] is Offer.REFUSED
+    assert r.offer(part(3))[0] is Offer.BUFFERED
+    r.expired(now=210.0 + 181)
+    assert r.offer(other(2))[0] is Offer.BUFFERED
+
+
+def test_a_timed_out_message_remembers_the_parts_it_had(store):
+    r = Reassembler(store, timeout=180)
+    r.offer(part(1, received=100.0))
+    [(key, _)] = r.expired(now=281.0)
+    r.settle(key, now=281.0)
+    assert r.offer(part(1, received=282.0))[0] is Offer.REFUSED
+    assert r.offer(part(2, received=282.0))[0] is Offer.BUFFERED
+
+
 def test_a_failed_evaluation_waits_for_the_completing_part_again(store):
     r = Reassembler(store, timeout=180)
     r.offer(part(1)), r.offer(part(2))

@@ -4,6 +4,7 @@ import asyncio
 import sqlite3
 import time
 
+from gateway.cmpp import DeliverResp
 from gateway.store import GatewayStore, NewReport
 from tests.frontend.cmpp_client import DEMO_SIGNATURE, CmppClient, fresh_number, run
 
@@ -161,3 +162,79 @@ def test_reports_another_process_stores_go_out_without_waiting_for_the_poll(daem
     finally:
         store.close()
     assert max(took) < 0.6, took   # a 1 s poll alone: uniform over 0..1 s
+
+
+def test_report_of_a_submit_with_a_gbk_service_id_reaches_the_customer(gateway):
+    """Octet-string fields hold whatever bytes the customer sent (here a GBK Service_Id): the
+    SUBMIT is answered Result 0, so its report must be deliverable, carrying those bytes."""
+    from gateway.cmpp import V21, encode
+    gbk = "短".encode("gbk") + b"X"
+    async def go():
+        client = await CmppClient.logged_in(gateway.port)
+        packet = client.submit_packet(TEXT, (BLACKLISTED,), service_id="SVC")
+        raw = bytearray(encode(packet, V21))
+        raw[12 + 12:12 + 15] = gbk                      # Service_Id follows Msg_Level
+        future = asyncio.get_running_loop().create_future()
+        client._waiting[packet.sequence_id] = future
+        client.send_raw(bytes(raw))
+        resp = await asyncio.wait_for(future, 5)
+        deliver = await client.wait_deliver(
+            lambda d: d.registered_delivery == 1 and client.parse(d).msg_id == resp.msg_id)
+        await asyncio.sleep(0.2)
+        await client.close()
+        return resp, deliver
+    resp, deliver = run(go())
+    assert resp.result == 0
+    assert deliver.service_id.encode("latin-1") == gbk
+    assert report_state(gateway, resp.msg_id)[0] == "acked"
+
+
+def test_a_report_that_cannot_be_encoded_fails_loudly_and_the_others_flow(daemon, make_gateway):
+    """A stored report whose fields no DELIVER can carry (a Service_Id of characters that are
+    no byte, written by another process) is logged as an error and stored as 'failed', never
+    counted as sent and resent; the reports beside it are delivered."""
+    g = make_gateway(daemon.target)
+    store = GatewayStore(g.store_path)
+    now = time.time()
+    store.add_reports([NewReport("900001", 9_100_001, fresh_number(), "DELIVRD", now, now, True,
+                                 "106900001", "短信"),
+                       NewReport("900001", 9_100_002, fresh_number(), "DELIVRD", now, now, True,
+                                 "106900001", "svc")])
+    async def go():
+        client = await CmppClient.logged_in(g.port)
+        good = await client.report(9_100_002)
+        await asyncio.sleep(2.5)                      # report_resend 1 s: resends would show
+        await client.close()
+        return good, client.reports()
+    try:
+        good, reports = run(go())
+        states = dict(store._db.execute("SELECT msg_id, state FROM reports").fetchall())
+    finally:
+        store.close()
+    assert good.stat == "DELIVRD"
+    assert [r.msg_id for r in reports] == [9_100_002]
+    assert states == {"9100001": "failed", "9100002": "acked"}
+    assert "(Msg_Id 9100001 to" in g.proc.output() and "cannot be encoded" in g.proc.output()
+
+
+def test_a_second_connection_does_not_bring_reports_awaiting_their_resend(daemon, make_gateway):
+    """A report written on connection A and not yet answered waits for its resend timer (30 s
+    here); the customer opening a connection B meanwhile must not get it again at once."""
+    g = make_gateway(daemon.target, report_resend=30)
+    async def go():
+        a = await CmppClient.logged_in(g.port)
+        a.auto_ack = False                            # A answers late
+        resp = await a.send_text(TEXT, (BLACKLISTED,))
+        assert resp.result == 0, resp
+        first = await a.wait_deliver(lambda d: d.registered_delivery == 1)
+        b = await CmppClient.logged_in(g.port)
+        await asyncio.sleep(1.0)
+        a.send(DeliverResp(first.sequence_id, first.msg_id, 0))   # the late answer
+        await asyncio.sleep(0.3)
+        await a.close()
+        await b.close()
+        return resp, a.delivers, b.delivers
+    resp, on_a, on_b = run(go())
+    assert len([d for d in on_a if d.registered_delivery == 1]) == 1
+    assert [d for d in on_b if d.registered_delivery == 1] == []
+    assert report_state(g, resp.msg_id) == ("acked", 1)

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.cmpp import V21, ActiveTest, Connect, Query, authenticator_source, encode
 from tests.frontend.cmpp_client import (
-    DEMO_ACCOUNT, DEMO_SECRET, DEMO_SIGNATURE, CmppClient, fresh_number, fresh_timestamp, run,
+    DEMO_ACCOUNT, DEMO_SECRET, DEMO_SIGNATURE, PLATFORM_TZ, CmppClient, fresh_number,
+    fresh_timestamp, run,
 )
 
 TEXT = DEMO_SIGNATURE + "健壮性"
@@ -101,12 +102,38 @@ def test_active_test_is_answered_and_query_counts(gateway):
     async def go():
         client = await CmppClient.logged_in(gateway.port)
         pong = await client.request(ActiveTest(client.next_seq()))
-        q = await client.request(Query(client.next_seq(), datetime.now().strftime("%Y%m%d")))
+        q = await client.request(Query(client.next_seq(),
+                                       datetime.now(PLATFORM_TZ).strftime("%Y%m%d")))
         await client.close()
         return pong, q
     pong, q = run(go())
     assert pong.reserved == 0
     assert q.mt_tlmsg > 0          # earlier tests of this module submitted
+
+
+def test_query_type_1_counts_only_the_service_in_query_code(gateway):
+    """Query_Type 1: the figures of the Service_Id in Query_Code (cmpp.md §8), not the
+    account's totals."""
+    mine, other = (f"{p}{time.time_ns() % 10**8:08d}" for p in ("qa", "qb"))
+    async def go():
+        client = await CmppClient.logged_in(gateway.port)
+        sent = [await client.send_text(TEXT, (fresh_number(),), service_id=mine),
+                await client.send_text(TEXT, (fresh_number(), fresh_number()), service_id=mine),
+                await client.send_text(TEXT, (fresh_number(),), service_id=other),
+                await client.send_text(TEXT, ("13900000001",), service_id=other)]   # MA:0001
+        day = datetime.now(PLATFORM_TZ).strftime("%Y%m%d")
+        answers = [await client.request(Query(client.next_seq(), day, t, code, ""))
+                   for t, code in ((0, ""), (1, mine), (1, other), (1, "nosuch"))]
+        await client.close()
+        return sent, answers
+    sent, (total, q_mine, q_other, q_none) = run(go())
+    assert [r.result for r in sent] == [0, 0, 0, 0]
+    assert total.mt_tlmsg >= 5
+    assert (q_mine.query_type, q_mine.query_code) == (1, mine)
+    assert (q_mine.mt_tlmsg, q_mine.mt_tlusr, q_mine.mt_fl) == (3, 3, 0)
+    assert (q_other.mt_tlmsg, q_other.mt_tlusr, q_other.mt_fl) == (2, 2, 1)
+    assert (q_none.mt_tlmsg, q_none.mt_tlusr, q_none.mt_scs, q_none.mt_wt, q_none.mt_fl) == (
+        0, 0, 0, 0, 0)
 
 
 def test_terminate_answers_what_is_in_flight_first(gateway):

@@ -86,13 +86,29 @@ def test_report_is_resent_until_acknowledged_then_waits_for_next_login(store):
     assert again.deliver_msg_id == 555 and again.attempts == 1         # resent with the same id
     store.mark_report_sent(again.id, 555, next_attempt=30.0)
     assert store.pending_reports("900001", 99.0, 10, 2) == []          # N sends used up
-    store.rearm("900001")                                               # the customer logs in
+    store.rearm("900001", 2)                                            # the customer logs in
     [rearmed] = store.pending_reports("900001", 99.0, 10, 2)
     assert rearmed.id == r.id
     assert not store.ack_report("900002", 555)                          # not that account's
     assert store.ack_report("900001", 555)
     assert store.pending_reports("900001", 99.0, 10, 2) == []
     assert not store.ack_report("900001", 555)
+
+
+def test_a_login_leaves_reports_within_their_sends_to_their_timer(store):
+    """rearm makes due again only what used up its N sends: a report sent once, waiting for
+    its DELIVER_RESP on another connection of the account, keeps its resend time."""
+    store.add_reports([NewReport("900001", BIG, "13800138000", "MA:0001", 1.0, 2.0, True,
+                                 "106900001", ""),
+                       NewReport("900001", BIG + 1, "13800138000", "MA:0001", 1.0, 2.0, True,
+                                 "106900001", "")])
+    first, second = store.pending_reports("900001", 10.0, 10, max_attempts=2)
+    store.mark_reports_sent([(first.id, 555), (second.id, 556)], next_attempt=40.0)
+    store.mark_report_sent(second.id, 556, next_attempt=50.0)          # second: N sends used up
+    store.rearm("900001", 2)                                            # another connection
+    [rearmed] = store.pending_reports("900001", 11.0, 10, 2)
+    assert rearmed.id == second.id and rearmed.attempts == 0
+    assert [r.id for r in store.pending_reports("900001", 40.0, 10, 2)] == [first.id, second.id]
 
 
 def test_acknowledgements_of_one_turn_are_recorded_together(store):
@@ -202,6 +218,38 @@ def test_query_counts(store):
     assert (counts["mt_tlmsg"], counts["mt_tlusr"], counts["mt_scs"], counts["mt_wt"],
             counts["mt_fl"]) == (2, 2, 1, 0, 1)
     assert store.query_counts("900001", 2000.0, 1e12)["mt_tlmsg"] == 0
+
+
+def test_query_counts_of_one_service(store):
+    """Query_Type 1: only the messages (and MO) of the Service_Id in Query_Code."""
+    other = Message("g1:9", "dec-9", "900001", "106900001", "svc2", 8, b"\x00a", True, 1000.0)
+    store.accept_message(message(), [Recipient("13800138000", (1,), "accept", "ch-cmcc")])
+    store.accept_message(other, [Recipient("13800138001", (2,), "accept", "ch-cmcc"),
+                                 Recipient("13900000001", (3,), "reject", stat="MA:0001")])
+    store.add_mo("900001", "106900001", "13800138000", b"\x00T", 8, service_id="svc2",
+                 received=1000.0)
+    assert store.query_counts("900001", 0.0, 1e12)["mt_tlmsg"] == 3
+    svc = store.query_counts("900001", 0.0, 1e12, "svc")
+    assert (svc["mt_tlmsg"], svc["mt_tlusr"], svc["mt_wt"], svc["mt_fl"], svc["mo_wt"]) == (
+        1, 1, 1, 0, 0)
+    svc2 = store.query_counts("900001", 0.0, 1e12, "svc2")
+    assert (svc2["mt_tlmsg"], svc2["mt_tlusr"], svc2["mt_wt"], svc2["mt_fl"], svc2["mo_wt"]) == (
+        2, 2, 1, 1, 1)
+    assert set(store.query_counts("900001", 0.0, 1e12, "nosuch").values()) == {0}
+
+
+def test_reports_that_cannot_be_encoded_are_failed_not_pending(store):
+    store.add_reports([NewReport("900001", BIG, "13800138000", "MA:0001", 1.0, 2.0, True,
+                                 "106900001", "")])
+    mo_id = store.add_mo("900001", "10690000188", "13800138000", b"\x00T", 8)
+    [r] = store.pending_reports("900001", 10.0, 10, 3)
+    store.fail_reports([r.id])
+    store.fail_mo([mo_id])
+    store.rearm("900001", 0)
+    assert store.pending_reports("900001", 10.0, 10, 3) == []
+    assert store.pending_mo("900001", 1e12, 10, 3) == []
+    assert rows(store, "SELECT state FROM reports") == [("failed",)]
+    assert store.query_counts("900001", 0.0, 1e12)["mo_fl"] == 1
 
 
 def test_background_checkpoints_keep_the_wal_bounded(tmp_path):

@@ -25,7 +25,8 @@ u64 = st.integers(0, 0xFFFFFFFFFFFFFFFF)
 
 
 def text(width: int):
-    return st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=width)
+    """An octet-string value: one character per byte, any byte but NUL (latin-1)."""
+    return st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=width)
 
 
 def packet_strategies(version: int) -> dict[type, st.SearchStrategy]:
@@ -121,6 +122,38 @@ def test_non_ascii_string_bytes_decode_without_error():
     frame = bytearray(encode(Submit(sequence_id=1, service_id="abc"), V30))
     frame[12 + 12 + 1] = 0xE4
     assert decode(bytes(frame), V30).service_id == "a\xe4c"
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=hex)
+@FAST
+@given(service_id=st.binary(max_size=10).map(lambda b: b.replace(b"\0", b"\x01")),
+       src_id=st.binary(max_size=21).map(lambda b: b.replace(b"\0", b"\x01")))
+def test_octet_strings_of_any_bytes_encode_back_to_the_bytes_received(version, service_id,
+                                                                       src_id):
+    """A GBK Service_Id (or any other non-ASCII bytes) decodes to latin-1 characters; encoding
+    what was decoded gives the same frame, and the fields go on to a DELIVER unchanged (the
+    status report of such a SUBMIT must be deliverable)."""
+    frame = bytearray(encode(Submit(sequence_id=1, dest_terminal_ids=("13800138000",)), version))
+    frame[12 + 12:12 + 12 + len(service_id)] = service_id
+    src_at = 119 if is_v3(version) else 107   # header, Msg_Id .. At_Time (cmpp.md §5)
+    assert frame[src_at:src_at + 21] == bytes(21)
+    frame[src_at:src_at + len(src_id)] = src_id
+    submit = decode(bytes(frame), version)
+    assert encode(submit, version) == bytes(frame)
+    deliver = make_report_deliver(2, 3, 4, "MA:0001", datetime(2024, 1, 1), datetime(2024, 1, 1),
+                                  "13800138000", 0, submit.src_id, submit.service_id, version)
+    wire = encode(deliver, version)
+    assert wire[12 + 8:12 + 8 + 21].rstrip(b"\0") == src_id
+    assert wire[12 + 29:12 + 39].rstrip(b"\0") == service_id
+    assert decode(wire, version) == deliver
+
+
+def test_gbk_service_id_round_trips():
+    frame = bytearray(encode(Submit(sequence_id=1, service_id="SVC"), V21))
+    frame[12 + 12:12 + 15] = "短".encode("gbk") + b"X"
+    submit = decode(bytes(frame), V21)
+    assert submit.service_id == "\xb6\xccX"
+    assert encode(submit, V21) == bytes(frame)
 
 
 def test_decode_accepts_bytearray_and_memoryview():

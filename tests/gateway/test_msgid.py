@@ -148,3 +148,20 @@ def test_a_restarted_generator_never_reuses_the_current_second():
     after = MsgIdGenerator(7, clock=lambda: now, skip_current_second=True).next_block(3)
     assert not set(before) & set(after)
     assert unpack_msg_id(after[0]).second == 6
+
+
+def test_an_aware_clock_gives_its_zones_time_and_may_change_zone():
+    """The front-end's clock is platform time (datetime.now(zone)), whatever the host's zone;
+    a change of zone moves the time fields to the new zone without repeating an id, even in
+    a second borrowed before the change."""
+    from zoneinfo import ZoneInfo
+    utc = datetime(2026, 12, 8, 3, 20, 5, 300000, tzinfo=ZoneInfo("UTC"))
+    zone = [ZoneInfo("Asia/Shanghai")]
+    generator = MsgIdGenerator(7, clock=lambda: utc.astimezone(zone[0]), skip_current_second=True)
+    first = generator.next()                                    # the borrowed second, 11:20:06
+    assert unpack_msg_id(first)[:5] == (12, 8, 11, 20, 6)
+    zone[0] = ZoneInfo("Asia/Tokyo")
+    second = generator.next()                                   # same instant, in Tokyo
+    assert unpack_msg_id(second)[:5] == (12, 8, 12, 20, 6) and second != first
+    zone[0] = ZoneInfo("UTC")
+    assert unpack_msg_id(generator.next())[:5] == (12, 8, 3, 20, 6)
