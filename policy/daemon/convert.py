@@ -8,6 +8,7 @@ from ..submission import Submission
 from .decision import ACCEPT, HOLD, REJECT, Decision
 
 MAX_DESTINATIONS_ON_WIRE = 1000   # beyond this a request is garbage, not a policy question (102)
+MAX_ACCOUNT_ID = 64
 MAX_CONTENT_BYTES = 64 * 1024     # a reassembled 1000-character UCS2 message is 2,000 bytes
 _ACTIONS = {ACCEPT: pb.ACTION_ACCEPT, REJECT: pb.ACTION_REJECT, HOLD: pb.ACTION_HOLD}
 _MODES = {"enforce": pb.RULE_MODE_ENFORCE, "shadow": pb.RULE_MODE_SHADOW}
@@ -28,6 +29,8 @@ def submission_from_request(req: pb.EvaluateRequest) -> Submission:
         raise InvalidRequest("request_id: longer than 128 characters")
     if not account_id:
         raise InvalidRequest("account_id: required")
+    if len(account_id) > MAX_ACCOUNT_ID:   # (CMPP's is 6 characters; errors echo it back)
+        raise InvalidRequest(f"account_id: longer than {MAX_ACCOUNT_ID} characters")
     destinations = list(req.destinations)
     if len(destinations) > MAX_DESTINATIONS_ON_WIRE:
         raise InvalidRequest(f"destinations: more than {MAX_DESTINATIONS_ON_WIRE} entries")

@@ -13,13 +13,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..api.v1 import policy_pb2 as pb
-from ..api.v1 import policy_pb2_grpc as pb_grpc
 from ..settings import Settings
 from .login import LoginPolicy, Sessions
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .runtime import Runtime
-from .service import POLICY_SERVICE, AdminService, PolicyService, policy_service_handler
+from .service import (POLICY_SERVICE, AdminService, PolicyService, admin_service_handler,
+                      policy_service_handler)
 from .watch import FolderWatcher
 
 log = logging.getLogger("smspolicy.daemon")
@@ -145,7 +145,7 @@ class Daemon:
         from gateway.forwarder import STORE_FILE
         admin = AdminService(self.runtime, self.pipeline, s.path(STORE_FILE))
         admin.Reload = lambda request, context: _reload_response(self.reload())  # count outcomes
-        pb_grpc.add_AdminServiceServicer_to_server(admin, self.server)
+        self.server.add_generic_rpc_handlers((admin_service_handler(admin),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)

@@ -7,6 +7,7 @@ import threading
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..api.v1 import policy_pb2 as pb
 from ..api.v1 import policy_pb2_grpc as pb_grpc
@@ -26,6 +27,32 @@ _ACCESS = {pb.ACCESS_MODE_CMPP: "cmpp", pb.ACCESS_MODE_HTTP: "http"}
 
 # field 12 (replayed) = true, appended to a stored answer: the last value of a field wins
 _REPLAYED = b"\x60\x01"
+
+
+class _Unparsable:
+    """A request message that does not parse (e.g. a string field that is not UTF-8): grpc's
+    own deserializer would answer INTERNAL "Exception deserializing request!"."""
+    __slots__ = ("why",)
+
+    def __init__(self, cls, e: Exception):
+        self.why = f"not a valid {cls.DESCRIPTOR.full_name} (string fields must be UTF-8): {e}"
+
+
+def _parse(cls, data: bytes):
+    try:
+        return cls.FromString(data)
+    except DecodeError as e:
+        return _Unparsable(cls, e)
+
+
+def _parsed(fn, cls):
+    """A unary method taking the request's bytes: one that does not parse gets INVALID_ARGUMENT."""
+    def method(data: bytes, context):
+        request = _parse(cls, data)
+        if type(request) is _Unparsable:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: {request.why}")
+        return fn(request, context)
+    return method
 
 
 def answer_bytes(decision, explain: bool = False) -> bytes:
@@ -60,14 +87,14 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self.pipeline = pipeline
         self.login_policy = login_policy
 
-    def _evaluate(self, req: pb.EvaluateRequest, context, durable: bool = True) -> bytes:
+    def _evaluate(self, req: pb.EvaluateRequest, context, durable: bool = True, where: str = "") -> bytes:
         try:
             sub = submission_from_request(req)
             decision = self.pipeline.evaluate(sub, explain=req.explain)
             if durable:
                 self._durable()
         except InvalidRequest as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{e}")
         except UnknownAccount as e:
             context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         except CountersUnavailable as e:
@@ -85,19 +112,21 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         # in one journal commit (Pipeline.evaluate_batch)
         reqs = list(request.requests)
         if any(r.explain for r in reqs):
-            responses = [self._evaluate(r, context, durable=False) for r in reqs]
+            responses = [self._evaluate(r, context, False, f"requests[{i}].") for i, r in enumerate(reqs)]
         else:
             responses = self._evaluate_many(reqs, context)
         self._durable()
         return batch_bytes(responses)
 
-    def _evaluate_many(self, reqs: list, context) -> list:
+    def _evaluate_many(self, reqs: list, context, first: int = 0) -> list:
+        """`first`: the index of reqs[0] in the call's requests (a stream's micro-batches), for
+        errors that name the request: requests[i].field."""
         subs = []
-        for req in reqs:
+        for i, req in enumerate(reqs, first):
             try:
                 subs.append(submission_from_request(req))
             except InvalidRequest as e:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"requests[{i}].{e}")
         responses = []
         for req, decision in zip(reqs, self.pipeline.evaluate_batch(subs)):
             if isinstance(decision, Exception):  # the first failure fails the call, as one by one
@@ -131,14 +160,15 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 
         def read() -> None:
             try:
-                for req in request_iterator:
-                    arrived.put(req)
+                for data in request_iterator:
+                    arrived.put(_parse(pb.EvaluateRequest, data))
             except Exception:  # noqa: BLE001 - the client went away: stop after what arrived
                 pass
             finally:
                 arrived.put(_END)
 
         threading.Thread(target=read, name="evaluate-stream-reader", daemon=True).start()
+        answered = 0
         while True:
             batch = [arrived.get()]
             while len(batch) < STREAM_BATCH_MAX:
@@ -149,11 +179,16 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             ended = batch[-1] is _END
             if ended:
                 batch.pop()
+            for i, r in enumerate(batch):
+                if type(r) is _Unparsable:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"requests[{answered + i}]: {r.why}")
             if batch:
                 if any(r.explain for r in batch):
-                    responses = [self._evaluate(r, context, durable=False) for r in batch]
+                    responses = [self._evaluate(r, context, False, f"requests[{answered + i}].")
+                                 for i, r in enumerate(batch)]
                 else:
-                    responses = self._evaluate_many(batch, context)
+                    responses = self._evaluate_many(batch, context, answered)
+                answered += len(batch)
                 self._durable()
                 yield from responses
             if ended:
@@ -171,7 +206,8 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         return pb.LoginResponse(status=res.status, authenticator_ismg=res.authenticator_ismg,
                                 reason=res.reason, session_id=res.session_id,
                                 lease_seconds=res.lease_seconds, server_version=res.server_version,
-                                reports_pushed=res.reports_pushed, access_code=res.access_code)
+                                reports_pushed=res.reports_pushed, access_code=res.access_code,
+                                timezone=res.timezone)
 
     def RenewSession(self, request, context):
         try:
@@ -194,20 +230,30 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
 def policy_service_handler(service: PolicyService) -> grpc.GenericRpcHandler:
     """add_PolicyServiceServicer_to_server, except that the Evaluate methods' answers are bytes
     already (no response serializer: grpc sends them as they are)."""
+    # requests are parsed by the methods (_parsed, _parse): an unparsable one is INVALID_ARGUMENT
     methods = {
         "Evaluate": grpc.unary_unary_rpc_method_handler(
-            service.Evaluate, pb.EvaluateRequest.FromString, None),
+            _parsed(service.Evaluate, pb.EvaluateRequest), None, None),
         "EvaluateBatch": grpc.unary_unary_rpc_method_handler(
-            service.EvaluateBatch, pb.EvaluateBatchRequest.FromString, None),
-        "EvaluateStream": grpc.stream_stream_rpc_method_handler(
-            service.EvaluateStream, pb.EvaluateRequest.FromString, None),
+            _parsed(service.EvaluateBatch, pb.EvaluateBatchRequest), None, None),
+        "EvaluateStream": grpc.stream_stream_rpc_method_handler(service.EvaluateStream, None, None),
     }
     for name, req, resp in (("Login", pb.LoginRequest, pb.LoginResponse),
                             ("RenewSession", pb.SessionRequest, pb.SessionResponse),
                             ("EndSession", pb.SessionRequest, pb.SessionResponse)):
         methods[name] = grpc.unary_unary_rpc_method_handler(
-            getattr(service, name), req.FromString, resp.SerializeToString)
+            _parsed(getattr(service, name), req), None, resp.SerializeToString)
     return grpc.method_handlers_generic_handler(POLICY_SERVICE, methods)
+
+
+def admin_service_handler(service) -> grpc.GenericRpcHandler:
+    """add_AdminServiceServicer_to_server, with requests parsed by _parsed (INVALID_ARGUMENT for
+    one that does not parse)."""
+    desc = pb.DESCRIPTOR.services_by_name["AdminService"]
+    methods = {m.name: grpc.unary_unary_rpc_method_handler(
+        _parsed(getattr(service, m.name), getattr(pb, m.input_type.name)), None,
+        getattr(pb, m.output_type.name).SerializeToString) for m in desc.methods}
+    return grpc.method_handlers_generic_handler(desc.full_name, methods)
 
 
 class AdminService(pb_grpc.AdminServiceServicer):

@@ -158,6 +158,7 @@ def test_a_1000_character_message_is_not_code_4(daemon):
 @pytest.mark.parametrize("field,kw", [
     ("request_id", dict(request_id="")),
     ("account_id", dict(account_id="")),
+    ("account_id", dict(account_id="9" * 100_000)),   # echoed whole, it broke the error's metadata
     ("msg_fmt", dict(msg_fmt=300)),
     ("message_ids", dict(message_ids=["1", "2"])),
     ("destinations[0]", dict(destinations=["1" * 40])),
@@ -180,6 +181,40 @@ def test_invalid_requests_name_the_field(daemon, field, kw):
         daemon.policy.Evaluate(req, timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.details().startswith(field + ":")
+    assert one(evaluate(daemon)).action == pb.ACTION_ACCEPT  # and the daemon still serves
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_an_invalid_request_in_a_batch_or_stream_is_named_by_its_index(daemon, explain):
+    import grpc
+    reqs = [request(dests=["13800138021"]) for _ in range(3)]
+    reqs[2].account_id = ""
+    for r in reqs:
+        r.explain = explain
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.policy.EvaluateBatch(pb.EvaluateBatchRequest(requests=reqs), timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "requests[2].account_id: required"
+    with pytest.raises(grpc.RpcError) as e:
+        list(daemon.policy.EvaluateStream(iter(reqs), timeout=10))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "requests[2].account_id: required"
+
+
+@pytest.mark.parametrize("method", ["PolicyService/Evaluate", "PolicyService/EvaluateBatch",
+                                    "PolicyService/EvaluateStream", "PolicyService/Login",
+                                    "AdminService/GetBalance"])
+def test_a_request_that_does_not_parse_is_invalid_argument(daemon, method):
+    import grpc
+    garbage = b"\x0a\x02\xff\xfe"   # field 1: a string that is not UTF-8 (batch: not a message)
+    path = f"/smspolicy.v1.{method}"
+    with pytest.raises(grpc.RpcError) as e:
+        if method.endswith("Stream"):
+            list(daemon.channel.stream_stream(path)(iter([garbage]), timeout=5))
+        else:
+            daemon.channel.unary_unary(path)(garbage, timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+    assert "not a valid smspolicy.v1." in e.value.details()
     assert one(evaluate(daemon)).action == pb.ACTION_ACCEPT  # and the daemon still serves
 
 
