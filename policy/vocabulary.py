@@ -52,6 +52,7 @@ FACTS: dict[str, Fact] = {f.name: f for f in [
     _f("message.src_id_valid", "bool", "message", "Src_Id starts with the account's access code", True),
     _f("message.src_id_extended", "bool", "message", "Src_Id carries an extension after the access code", False),
     _f("message.dest_count", "int", "message", "number of destinations", 1),
+    _f("message.dest_over_max", "bool", "message", "more destinations than the platform's max_destinations (100)", False),
     _f("message.dest_malformed", "bool", "message", "a destination has characters other than digits (after +86/0086)", False),
     _f("message.signature", "str", "message", "the 【signature】 at head or tail, '' when none", "【云片科技】"),
     _f("message.has_signature", "bool", "message", "the content carries a 【signature】", True),

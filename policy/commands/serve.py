@@ -32,6 +32,7 @@ def run(args) -> int:
         return 2
     from ..counters import CounterFileBusy
     from ..daemon.server import Daemon
+    from ..engine import RuleCompileError
     from ..rules.errors import PolicyError
     try:
         daemon = Daemon(settings)
@@ -39,6 +40,11 @@ def run(args) -> int:
         for problem in e.problems:
             print(problem)
         print(f"smspolicy: the rules in {settings.rules_dir} are not valid; not starting")
+        return 1
+    except RuleCompileError as e:  # `check` should have caught it; say what, never a traceback
+        for problem in e.problems:
+            print(problem)
+        print(f"smspolicy: the rules engine cannot run the rules in {settings.rules_dir}; not starting")
         return 1
     except CounterFileBusy as e:  # another daemon owns counters.db: say who, do not start
         print(f"smspolicy: {e}; not starting")

@@ -94,6 +94,8 @@ class Runtime:
             if old:
                 old.stop()
             self._file_blacklist = FileBlacklist(fb.folder, fb.poll_seconds)
+        else:  # the same folder: keep its numbers, but poll as the new rules say
+            old.set_poll_seconds(fb.poll_seconds)
         return self._file_blacklist
 
     def _build(self, policy: PolicySet) -> LoadedPolicy:

@@ -40,9 +40,14 @@ class FolderWatcher:
     def _signature(self):
         real, entries = folder_signature(self.root)
         if self.ignore:
-            entries = tuple(e for e in entries
-                            if not os.path.join(real, e[0], e[1]).startswith(self.ignore))
+            entries = tuple(e for e in entries if not self._ignored(os.path.join(real, e[0], e[1])))
         return real, entries
+
+    def _ignored(self, path: str) -> bool:
+        """Whether the file is inside an ignored folder: by whole path components, so that
+        ignoring blacklist-files/ does not also ignore blacklist-files-2/."""
+        path = os.path.normpath(path)
+        return any(path == folder or path.startswith(folder.rstrip(os.sep) + os.sep) for folder in self.ignore)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

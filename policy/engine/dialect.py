@@ -9,7 +9,9 @@ exactly that; the durable evaluator runs the same parse through textmatch.py.
 written in durable_rules' dialect (src/rules/regex.c: Lua-like, whole-string, `%` escapes, `^`/`$`
 ordinary characters, no lookarounds, backreferences, word boundaries, lazy or possessive
 quantifiers, `{n,m}` up to 100, classes expanded one code point at a time into a fixed array —
-4,095 code points crash the process) and returns that translation.
+4,095 code points crash the process; and at most MAX_POSITIONS positions once every counted
+repetition is written out, which the durable evaluator's automaton does) and returns that
+translation.
 
 The durable evaluator does not hand the translation to durable_rules, though: regex.c's DFA
 construction is wrong in ways no translation avoids. Measured on 2.0.28 (tests/engine/
@@ -31,6 +33,10 @@ from re import _parser
 PATTERN_FLAGS = re.ASCII | re.DOTALL
 MAX_COUNT = 100           # regex.c MAX_INTERVAL: {n,m} above it is a parse error
 MAX_CLASS = 999           # code points per class; 4,095 crashes regex.c, 1,000 keeps a margin
+# character positions once every counted repetition is written out, as the durable evaluator's
+# automaton (textmatch.py) builds them: ((x{100}){100}){100} is a million, and compiling it would
+# take minutes and gigabytes
+MAX_POSITIONS = 5_000
 
 MAX_CP = 0x10FFFF
 _SPECIAL = frozenset(".|?*+()[]{}%")         # escaped with % outside a class
@@ -167,6 +173,11 @@ class _Emitter:
             out.append(("" if alt.anchored_start else ".*") + body + tail)
         if out == [""]:
             raise DialectError("the pattern only matches the empty text; test it with eq: '' instead")
+        size = sum(positions(alt.items) for alt in alternatives)
+        if size > MAX_POSITIONS:
+            raise DialectError(f"the pattern stands for {size:,} character positions once its repetitions "
+                               f"are written out (a {{n,m}} inside another multiplies them); the rules "
+                               f"engine runs at most {MAX_POSITIONS:,}")
         return out[0] if len(out) == 1 else "(" + "|".join(out) + ")"
 
     def _seq(self, items) -> str:
@@ -253,6 +264,27 @@ class _Emitter:
         if members.startswith("^"):  # only ^ and -: as a class it would read as negated
             return "(^|-)"
         return f"[{members}]"
+
+
+def positions(items) -> int:
+    """The automaton nodes textmatch.py builds for the items: each counted repetition copies its
+    body, so nested counts multiply."""
+    total = 0
+    for op, av in items:
+        if op is C.BRANCH:
+            total += sum(positions(b) for b in av[1]) + len(av[1]) - 1
+        elif op is C.SUBPATTERN:
+            total += positions(av[3])
+        elif op is C.MAX_REPEAT or op is C.MIN_REPEAT:
+            low, high, sub = av
+            body = positions(sub)
+            if high is C.MAXREPEAT:
+                total += 1 + body + low * body
+            else:
+                total += (high - low) * (1 + body) + low * body
+        else:
+            total += 1
+    return total
 
 
 def _negated() -> DialectError:

@@ -169,7 +169,7 @@ def _test(cmp: Compare, problems: list[str]) -> Test | None:
             return None
         bad = [v for v in value if not _of_type(v, fact.type)]
         if bad:
-            problems.append(f"{cmp.fact} is a {fact.type} fact; '{cmp.op}' has {bad[0]!r}")
+            problems.append(_out_of_range(cmp, bad[0]) or f"{cmp.fact} is a {fact.type} fact; '{cmp.op}' has {bad[0]!r}")
             return None
         return Test(cmp.fact, engine_key(cmp.fact), fact.type, cmp.op, tuple(dict.fromkeys(value)))
     elif cmp.op == "matches":
@@ -189,9 +189,17 @@ def _test(cmp: Compare, problems: list[str]) -> Test | None:
         ok = _of_type(value, fact.type)
         expected = {"bool": "true or false", "int": "an integer", "str": "a string"}[fact.type]
     if not ok:
-        problems.append(f"'{cmp.op}' on {cmp.fact} needs {expected}, got {value!r}")
+        problems.append(_out_of_range(cmp, value) or f"'{cmp.op}' on {cmp.fact} needs {expected}, got {value!r}")
         return None
     return Test(cmp.fact, engine_key(cmp.fact), fact.type, cmp.op, value)
+
+
+def _out_of_range(cmp: Compare, value) -> str | None:
+    """The problem of an integer the engine cannot compare exactly (its JSON numbers are doubles)."""
+    if type(value) is int and not -MAX_INT <= value <= MAX_INT:
+        return (f"'{cmp.op}' on {cmp.fact}: {value} is outside the integers the rules engine compares "
+                f"exactly (-{MAX_INT} to {MAX_INT}, ±2^53)")
+    return None
 
 
 def _of_type(value, type_: str) -> bool:

@@ -59,6 +59,7 @@ M_SRC_OK = _k("message.src_id_valid")
 M_SRC_EXT = _k("message.src_id_extended")
 M_DEST_COUNT = _k("message.dest_count")
 M_DEST_BAD = _k("message.dest_malformed")
+M_DEST_OVER = _k("message.dest_over_max")
 M_SIG = _k("message.signature")
 M_HAS_SIG = _k("message.has_signature")
 M_SIG_OK = _k("message.signature_registered")
@@ -194,6 +195,7 @@ class FactBuilder:
         self.policy = policy
         self._tz = ZoneInfo(policy.platform.timezone)
         self._max_length = policy.platform.max_length
+        self._max_destinations = policy.platform.max_destinations
         self._segments = segments
         self._api = api_blacklist
         self._file = file_blacklist
@@ -246,6 +248,7 @@ class FactBuilder:
             M_SRC_EXT: src_ok and len(src) > len(view.access_code),
             M_DEST_COUNT: len(sub.destinations),
             M_DEST_BAD: malformed,
+            M_DEST_OVER: len(sub.destinations) > self._max_destinations,
             M_SIG: signature,
             M_HAS_SIG: bool(signature),
             M_SIG_OK: bool(signature) and signature[1:-1] in view.signatures,

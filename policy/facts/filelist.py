@@ -33,13 +33,23 @@ class FileBlacklist(NumberSet):
         self._signature: _Signature | None = None
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts the poller's current wait short (stop, new interval)
         self.reload_if_changed()
         self._thread = threading.Thread(target=self._poll, name=f"file-blacklist:{self.folder}",
                                         daemon=True)
         self._thread.start()
 
+    def set_poll_seconds(self, poll_seconds: float) -> None:
+        """Poll every `poll_seconds` from now on (a reload changed file_blacklist.poll_seconds)."""
+        if poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be positive, not {poll_seconds}")
+        if poll_seconds != self.poll_seconds:
+            self.poll_seconds = poll_seconds
+            self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -101,7 +111,11 @@ class FileBlacklist(NumberSet):
         return (resolved, tuple(sorted(files)))
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
+        while True:
+            if self._wake.wait(self.poll_seconds):
+                self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.reload_if_changed()
             except Exception:  # the poller must outlive any one bad folder state

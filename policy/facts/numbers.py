@@ -18,8 +18,10 @@ SEGMENT_COUNT = 1_000_000
 def normalize_number(raw: str) -> tuple[str, bool]:
     """(number without whitespace and without +86/0086/86, whether it is only ASCII digits).
 
-    The country prefix is stripped only when what remains is a mobile-shaped 11-digit number
-    starting with 1, so short codes and foreign numbers are left as they came.
+    0086 and 86 are stripped only when what remains is a mobile-shaped 11-digit number starting
+    with 1, so short codes and foreign numbers are left as they came. +86 is stripped whenever
+    digits follow it: the number is then digits of some length, judged per recipient (MA:0021
+    when not 11 of them) like the same digits after 0086, not a malformed destination (result 12).
     """
     if len(raw) == 11 and raw.isdigit() and raw.isascii():  # the common, already-clean case
         return raw, True
@@ -27,7 +29,8 @@ def normalize_number(raw: str) -> tuple[str, bool]:
     for prefix in _PREFIXES:
         if s.startswith(prefix):
             rest = s[len(prefix):]
-            if len(rest) == 11 and rest[0] == "1" and rest.isdigit() and rest.isascii():
+            digits = rest.isdigit() and rest.isascii()
+            if digits and (prefix == "+86" or (len(rest) == 11 and rest[0] == "1")):
                 s = rest
             break
     return s, s.isdigit() and s.isascii()
@@ -80,7 +83,9 @@ def iter_numbers(lines: Iterable[str], bad: list[int]) -> Iterator[str]:
 
 
 def open_number_file(path: str | Path) -> TextIO:
-    return open(path, encoding="utf-8-sig", errors="replace")  # a BOM is not part of line 1
+    # a BOM is not part of line 1; lines end at \n, \r or \r\n (universal newlines) only, as
+    # policy/rules/entries.py entry_lines splits them when `check` reads the same file
+    return open(path, encoding="utf-8-sig", errors="replace")
 
 
 # Validity of a Chinese mobile number is cached per 7-digit segment. That is sound because

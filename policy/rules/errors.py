@@ -17,7 +17,9 @@ class Problem:
     def __str__(self) -> str:
         # a problem with no YAML path (a syntax error, a line of an entry file) reads "file:line:col: message"
         w = self.where
-        place = f"{w.file}:{w.line}:{w.column}"
+        # a file name that is not UTF-8 holds surrogates (os.fsdecode): show its bytes escaped
+        file = w.file.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        place = f"{file}:{w.line}:{w.column}"
         return f"{place}: {w.path}: {self.message}" if w.path else f"{place}: {self.message}"
 
 

@@ -128,12 +128,13 @@ def scalar(node: Node):
 
 
 def text(node: Node, r: Reader, path: str) -> str:
-    """A string; a plain integer counts as its digits exactly as written (ids, codes, secrets)."""
+    """A string; a bare number counts as exactly what is written (ids, codes, secrets): `888888`,
+    `888.888` and `1_000` are the strings "888888", "888.888" and "1_000" (docs/rules.md)."""
     if isinstance(node, ScalarNode):
         value = scalar_value(node)
         if isinstance(value, str):
             return value
-        if isinstance(value, int) and not isinstance(value, bool) and node.value.isdigit():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return node.value
     raise Invalid(f"expected a string, got {describe(node)}")
 

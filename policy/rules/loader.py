@@ -25,8 +25,8 @@ from .fields import (Field, Invalid, Reader, Reported, as_node, boolean, choice,
                      text, word)
 from .model import (LIMIT_SCOPES, Account, Channel, FileBlacklist, KeywordGroup, Limit, NumberList,
                     Platform, PolicySet, Rule, Template, Where)
-from .values import (cidr, cmpp_version, digits, fee_code, http_url, keyword, msg_format, phone_number, region,
-                     segment, signature, template_text, timezone, window)
+from .values import (cidr, cmpp_version, digits, fee_code, http_url, keyword, msg_format, path_name, phone_number,
+                     province, region, segment, signature, template_text, timezone, window)
 from .when import read_when
 from .yamlmarks import MappingNode, Node, ScalarNode, SequenceNode, YamlSyntaxError, compose, describe
 
@@ -74,7 +74,7 @@ CHANNEL_FIELDS = {
     "id": Field(ident, required=True),
     "name": Field(word, required=True),
     "carriers": Field(list_of(choice(*CARRIERS), non_empty=True), required=True),
-    "regions": Field(list_of(region)),
+    "regions": Field(list_of(province)),
     "run_mode": Field(choice(*ENUMS["channel.run_mode"])),
     "protocol": Field(choice("cmpp", "http")),
     "supports_long": Field(boolean),
@@ -99,7 +99,7 @@ LIST_FIELDS = {
     "channel": Field(ref("channels", "channel")),
     "numbers": Field(list_of(phone_number)),
     "segments": Field(list_of(segment)),
-    "files": Field(list_of(word)),
+    "files": Field(list_of(path_name)),
 }
 
 KEYWORD_GROUP_FIELDS = {
@@ -144,7 +144,7 @@ PLATFORM_FIELDS = {
 }
 
 FILE_BLACKLIST_FIELDS = {
-    "folder": Field(word, required=True),
+    "folder": Field(path_name, required=True),
     "poll_seconds": Field(positive_number),
 }
 
@@ -215,6 +215,7 @@ class _Loading:
         self.file_blacklist: FileBlacklist | None = None
         self.file_blacklist_where: Where | None = None
         self.entry_files: list[tuple[str, str, Where]] = []  # (kind, name as written, where named)
+        self.unparsed: set[str] = set()  # sections a file with a syntax error may define: ids unknown
 
     # -- the whole folder ---------------------------------------------------------------------
     def run(self) -> PolicySet | None:
@@ -262,6 +263,9 @@ class _Loading:
         docs: dict[str, Node] = {}
         for rel in self._yaml_paths():
             self.r.file = rel
+            if not _is_utf8(rel):  # e.g. unzipped from a GBK archive; its name could not be hashed or shown
+                self.r.problem(None, "", "the file name is not UTF-8; rename the file")
+                continue
             try:
                 data = (self.root / rel).read_bytes()
             except OSError as e:
@@ -272,6 +276,7 @@ class _Loading:
                 node = compose(data)
             except YamlSyntaxError as e:
                 self.r.problems.append(Problem(Where(rel, e.line, e.column, ""), e.message))
+                self.unparsed |= _sections_named(data)
                 continue
             if node is not None:
                 docs[rel] = node
@@ -319,7 +324,7 @@ class _Loading:
         return True
 
     def _platform(self, secs: list[_Section]) -> None:
-        for sec in secs:
+        for sec in _written(secs):
             if not self._single(sec, "platform", self.platform_where):
                 continue
             self.platform_where = self.r.where(sec.key, "platform")
@@ -328,15 +333,22 @@ class _Loading:
                 self.platform = Platform(**values)
 
     def _file_blacklist(self, secs: list[_Section]) -> None:
-        for sec in secs:
+        for sec in _written(secs):
             if not self._single(sec, "file_blacklist", self.file_blacklist_where):
                 continue
             self.file_blacklist_where = self.r.where(sec.key, "file_blacklist")
             values, ok, items = read_fields(sec.value, FILE_BLACKLIST_FIELDS, self.r, "file_blacklist")
             if not ok:
                 continue
-            folder = (self.root / values["folder"]).resolve()
-            if not folder.is_dir():
+            try:
+                folder = (self.root / values["folder"]).resolve()
+                is_dir = folder.is_dir()
+            except (OSError, ValueError) as e:
+                self.r.problem(items["folder"][1], "file_blacklist.folder",
+                               f"the file-blacklist folder '{values['folder']}' cannot be used: "
+                               f"{getattr(e, 'strerror', None) or e}")
+                continue
+            if not is_dir:
                 self.r.problem(items["folder"][1], "file_blacklist.folder",
                                f"the file-blacklist folder '{values['folder']}' does not exist"
                                + ("" if Path(values["folder"]).is_absolute() else " in the rules folder"))
@@ -503,6 +515,8 @@ class _Loading:
     # -- across sections ------------------------------------------------------------------------
     def _resolve_refs(self) -> None:
         for ref_ in self.r.refs:
+            if ref_.section in self.unparsed:
+                continue  # its ids may be in the file that did not parse: its syntax error is reported
             known = self.ids[ref_.section]
             if ref_.ident not in known:
                 self.r.problems.append(Problem(ref_.where, f"unknown {ref_.what} '{ref_.ident}'"
@@ -519,12 +533,38 @@ class _Loading:
             checked.add((rel, kind))
             try:
                 data = path.read_bytes()
-            except OSError as e:
-                reason = "does not exist" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror})"
+            except (OSError, ValueError) as e:
+                reason = "does not exist" if isinstance(e, FileNotFoundError) \
+                    else f"cannot be read ({getattr(e, 'strerror', None) or e})"
                 self.r.problems.append(Problem(where, f"the entry file '{name}' {reason}"))
                 continue
             self.files[rel] = data
             self.r.problems.extend(check_entry_file(data, kind, rel)[1])
+
+
+def _written(secs: list[_Section]) -> list[_Section]:
+    """The sections not left empty (`platform:` with nothing under it is as if not there)."""
+    return [sec for sec in secs if not (isinstance(sec.value, ScalarNode) and scalar(sec.value) is None)]
+
+
+def _sections_named(data: bytes) -> set[str]:
+    """The sections a file that is not valid YAML seems to define (its top-level `name:` lines);
+    every section when none can be seen."""
+    found = set()
+    for line in data.decode("utf-8", "replace").splitlines():
+        key = line.split(":", 1)[0].strip().strip("'\"")
+        if ":" in line and key in SECTIONS and not line[:1].isspace():
+            found.add(key)
+    return found or set(SECTIONS)
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name from the file system was valid UTF-8 (os decodes other bytes to surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _hint(ident: str, known: list[str], what: str) -> str:

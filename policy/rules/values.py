@@ -99,10 +99,25 @@ def region(node: Node, r: Reader, path: str) -> str:
     return "/".join(p.strip() for p in parts)
 
 
+def province(node: Node, r: Reader, path: str) -> str:
+    """A province a channel serves: routing compares the recipient's province only, so a city
+    ("广东/深圳") would make the channel serve nobody."""
+    value = word(node, r, path)
+    if "/" in value:
+        raise Invalid(f"a channel serves whole provinces: write \"{value.split('/', 1)[0].strip()}\", not "
+                      f"{value!r} (routing compares the recipient's province only; an account can block "
+                      "a city with blocked_regions)")
+    return value
+
+
 def http_url(node: Node, r: Reader, path: str) -> str:
     value = word(node, r, path)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as e:
+        raise Invalid(f"expected an http:// or https:// URL, got {value!r} ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid(f"expected an http:// or https:// URL, got {value!r}")
     return value
 
@@ -111,8 +126,29 @@ def timezone(node: Node, r: Reader, path: str) -> str:
     value = word(node, r, path)
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # "Asia" names a folder of zones (IsADirectoryError), "../x" or a NUL is a ValueError
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise Invalid(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+    return value
+
+
+NAME_MAX = 255     # bytes in one file name (Linux NAME_MAX)
+PATH_MAX = 4096
+
+
+def path_name(node: Node, r: Reader, path: str) -> str:
+    """A file or folder path as written (relative to the rules folder, or absolute): one the
+    operating system can take, checked here so that using it cannot fail for its form."""
+    value = word(node, r, path)
+    if "\0" in value:
+        raise Invalid(f"a path cannot contain a NUL character, got {value!r}")
+    raw = value.encode("utf-8")
+    if len(raw) >= PATH_MAX:
+        raise Invalid(f"the path is {len(raw)} bytes long; at most {PATH_MAX - 1}")
+    long = [part for part in value.split("/") if len(part.encode("utf-8")) > NAME_MAX]
+    if long:
+        raise Invalid(f"the name {long[0][:40]!r}... is {len(long[0].encode('utf-8'))} bytes long; "
+                      f"a file or folder name has at most {NAME_MAX}")
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from ..engine.semantics import MAX_INT, MAX_LIST_VALUES, MAX_TESTS_PER_RULE, condition_problems
 from ..vocabulary import ENUMS, FACTS, Fact
 from .conditions import OPERATORS, All, Any_, Compare, Condition, Not
 from .entries import normalize_number
@@ -12,6 +13,11 @@ from .fields import Invalid, Reader, Reported, mapping, scalar, suggest, text
 from .yamlmarks import Node, SequenceNode, describe
 
 MAX_DEPTH = 32
+# Conditions (all / any / not and fact tests) read per rule, each YAML alias counted every time it
+# is used: a rule the rules engine can run has at most 60 fact tests (semantics.MAX_TESTS_PER_RULE),
+# so this only stops trees that could never compile, such as a few hundred bytes of nested aliases
+# that would otherwise expand to millions of conditions.
+MAX_CONDITIONS = 1000
 
 OPERATORS_BY_TYPE = {
     "bool": ("eq", "ne", "exists"),
@@ -39,13 +45,42 @@ def read_when(node: Node, r: Reader, path: str, stage: str | None) -> Condition:
 
     `stage` None means the rule's stage was itself invalid: stage checks are skipped.
     """
-    cond = _node(node, r, path, stage, 0)
+    budget = _Budget()
+    try:
+        cond = _node(node, r, path, stage, 0, budget)
+    except _TooLarge:
+        r.problem(node, path, f"the condition has more than {MAX_CONDITIONS} conditions (all / any / not and "
+                              "fact tests, each use of a YAML alias counted again); the rules engine "
+                              f"evaluates at most {MAX_TESTS_PER_RULE} fact tests per rule — split the rule")
+        raise Reported from None
     if cond is None:
+        raise Reported
+    # what the rules engine itself cannot run (sizes, integers beyond its exact range), checked as
+    # the daemon's compiler checks it, so that `check` refuses everything `serve` would
+    engine_problems = condition_problems(cond)
+    for message in engine_problems:
+        r.problem(node, path, message)
+    if engine_problems:
         raise Reported
     return cond
 
 
-def _node(node: Node, r: Reader, path: str, stage: str | None, depth: int) -> Condition | None:
+class _TooLarge(Exception):
+    pass
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = MAX_CONDITIONS
+
+    def take(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooLarge
+
+
+def _node(node: Node, r: Reader, path: str, stage: str | None, depth: int, budget: _Budget) -> Condition | None:
+    budget.take()
     items = mapping(node, r, path, "a condition (a mapping)")
     if items is None:
         return None
@@ -63,14 +98,15 @@ def _node(node: Node, r: Reader, path: str, stage: str | None, depth: int) -> Co
             r.problem(node, path, "a condition is one of all / any / not, or one fact test; "
                                   f"this one has {', '.join(items)}")
             return None
-        return _logic(logic[0], items[logic[0]][1], r, path, stage, depth)
+        return _logic(logic[0], items[logic[0]][1], r, path, stage, depth, budget)
     return _test(node, items, r, path, stage)
 
 
-def _logic(key: str, value: Node, r: Reader, path: str, stage: str | None, depth: int) -> Condition | None:
+def _logic(key: str, value: Node, r: Reader, path: str, stage: str | None, depth: int,
+           budget: _Budget) -> Condition | None:
     sub = f"{path}.{key}"
     if key == "not":
-        inner = _node(value, r, sub, stage, depth + 1)
+        inner = _node(value, r, sub, stage, depth + 1, budget)
         return None if inner is None else Not(inner)
     if not isinstance(value, SequenceNode):
         r.problem(value, sub, f"'{key}' takes a list of conditions, got {describe(value)}")
@@ -78,7 +114,7 @@ def _logic(key: str, value: Node, r: Reader, path: str, stage: str | None, depth
     if not value.value:
         r.problem(value, sub, f"'{key}' needs at least one condition")
         return None
-    children = [_node(child, r, f"{sub}[{i}]", stage, depth + 1) for i, child in enumerate(value.value)]
+    children = [_node(child, r, f"{sub}[{i}]", stage, depth + 1, budget) for i, child in enumerate(value.value)]
     if any(c is None for c in children):
         return None
     return All(tuple(children)) if key == "all" else Any_(tuple(children))
@@ -146,6 +182,9 @@ def _operand(fact: Fact, op: str, node: Node, r: Reader, path: str):
             raise Invalid(f"'{op}' takes a list of values, got {describe(node)}")
         if not node.value:
             raise Invalid(f"'{op}' needs at least one value")
+        if len(node.value) > MAX_LIST_VALUES:
+            raise Invalid(f"'{op}' has {len(node.value)} values; the rules engine takes at most {MAX_LIST_VALUES} "
+                          "— use a number list or keyword group for longer lists")
         return tuple(_value(fact, child, r, f"{path}[{i}]") for i, child in enumerate(node.value))
     if op == "matches":
         return _regex(fact, node, r, path)
@@ -171,6 +210,9 @@ def _value(fact: Fact, node: Node, r: Reader, path: str):
         value = scalar(node)
         if not isinstance(value, int) or isinstance(value, bool):
             raise Invalid(f"{fact.name} is an int fact: expected an integer, got {describe(node)}", node, path)
+        if not -MAX_INT <= value <= MAX_INT:
+            raise Invalid(f"{value} is outside the integers the rules engine compares exactly "
+                          f"(-{MAX_INT} to {MAX_INT}, ±2^53)", node, path)
         return value
     value = _text(fact, node, r, path, "a string")
     allowed = ENUMS.get(fact.name)

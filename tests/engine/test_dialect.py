@@ -56,6 +56,9 @@ def test_translation(pattern, durable):
     ("a^b", "anchors"),
     (r"^\Z", "only matches the empty text"),
     ("\ufdd0", "noncharacter"),
+    ("((((x{100}){100}){100}){100})", "100,000,000 character positions"),
+    ("(x{100}){51}", "5,100 character positions"),
+    ("(a|b{100}){60}", "at most 5,000"),
 ])
 def test_refusals_say_why(pattern, message):
     with pytest.raises(DialectError, match=re.escape(message)):
@@ -161,3 +164,14 @@ def test_textmatch_literal_gates_skip_the_walk_without_changing_answers():
         expected = {i for i, p in enumerate(pats) if re.search(p, value, PATTERN_FLAGS)}
         assert matcher.found(value) == expected, value
     assert TextMatcher([("matches", r"\d{6}"), ("matches", "ab")])._gates is None  # \d{6} needs no literal
+
+
+def test_nested_counts_are_bounded_and_what_passes_compiles_fast():
+    # textmatch copies a counted body once per count: ((x{100}){100}){100} took minutes and GBs
+    import time
+    for pattern in ["(x{100}){50}", "(ab|cd){1,100}[0-9]{100}", "^((a{0,10}){0,10}){0,10}y$"]:
+        to_durable(pattern)
+        start = time.monotonic()
+        matcher = TextMatcher([("matches", pattern)])
+        matcher.found("x" * 1000)
+        assert time.monotonic() - start < 5, pattern

@@ -8,8 +8,10 @@ from policy.facts.filelist import FileBlacklist
 from policy.rules.model import TimeWindow
 from policy.vocabulary import FACTS, engine_key
 
+from policy.rules.model import Platform
+
 from .conftest import (BEIJING_CMCC, BEIJING_CTCC, GUANGZHOU_CMCC, NOON, SHENZHEN_CUCC, TZ,
-                       submission)
+                       make_policy, submission)
 
 MESSAGE_KEYS = {engine_key(n) for n, f in FACTS.items() if f.stage == "message"}
 RECIPIENT_KEYS = {engine_key(n) for n, f in FACTS.items() if f.stage == "recipient"}
@@ -144,6 +146,28 @@ def test_destinations(builder, acct):
     assert f[engine_key("message.dest_malformed")] is False
     bad = _mf(builder, acct, destinations=["13800138000", "1380013800x"])
     assert bad[engine_key("message.dest_malformed")] is True
+
+
+@pytest.mark.parametrize("raw, digits", [("+86138001380", "138001380"), ("+86 1380013800", "1380013800")])
+def test_plus86_then_the_wrong_number_of_digits_is_judged_per_recipient(builder, acct, raw, digits):
+    # docs/codes.md: digits of the wrong length are MA:0021 for that recipient, not 12 for the submit
+    f = _mf(builder, acct, destinations=[BEIJING_CMCC, raw])
+    assert f[engine_key("message.dest_malformed")] is False
+    r = builder.recipient_facts(f, raw, acct)
+    assert r[engine_key("recipient.number")] == digits
+    assert r[engine_key("recipient.length_ok")] is False
+
+
+def test_more_destinations_than_the_platform_allows(segment_db, api_blacklist):
+    policy = make_policy(platform=Platform(max_destinations=2))
+    builder = FactBuilder(policy, segment_db, api_blacklist, None)
+    acct = policy.accounts["900001"]
+    key = engine_key("message.dest_over_max")
+    assert _mf(builder, acct, destinations=[BEIJING_CMCC] * 2)[key] is False
+    assert _mf(builder, acct, destinations=[BEIJING_CMCC] * 3)[key] is True
+    default = FactBuilder(make_policy(), segment_db, api_blacklist, None)
+    assert _mf(default, acct, destinations=[BEIJING_CMCC] * 100)[key] is False
+    assert _mf(default, acct, destinations=[BEIJING_CMCC] * 101)[key] is True
 
 
 @pytest.mark.parametrize("now, hour, inside", [

@@ -113,3 +113,40 @@ def test_stop_ends_the_poller(folder):
     (folder / "after").write_text("13700000000\n")
     time.sleep(POLL * 3)
     assert not bl.contains("13700000000")
+
+
+def test_set_poll_seconds_retimes_the_poller_at_once(folder):
+    bl = FileBlacklist(folder, 60.0)  # would not look again for a minute
+    try:
+        bl.set_poll_seconds(POLL)
+        assert bl.poll_seconds == POLL
+        (folder / "new.txt").write_text("13700000001\n")
+        assert _wait_for(lambda: bl.contains("13700000001"))
+        with pytest.raises(ValueError):
+            bl.set_poll_seconds(0)
+    finally:
+        bl.stop()
+
+
+def test_a_reload_that_changes_poll_seconds_retimes_the_file_blacklist(tmp_path):
+    # the daemon's Runtime kept the old poller (and its interval) whenever the folder stayed the same
+    import shutil
+    from pathlib import Path
+    from policy.daemon.runtime import Runtime
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "rules", rules, ignore=shutil.ignore_patterns("tests"))
+    runtime = Runtime(str(rules), str(tmp_path / "var"))
+    try:
+        watcher = runtime._file_blacklist
+        assert runtime.current().policy.file_blacklist.poll_seconds == watcher.poll_seconds == 1.0
+        platform = rules / "platform.yaml"
+        text = platform.read_text(encoding="utf-8")
+        assert "poll_seconds: 1.0" in text
+        platform.write_text(text.replace("poll_seconds: 1.0", "poll_seconds: 30.0"), encoding="utf-8")
+        outcome = runtime.reload()
+        assert outcome.ok, outcome.errors
+        assert runtime.current().policy.file_blacklist.poll_seconds == 30.0
+        assert runtime._file_blacklist is watcher  # the same folder: its numbers stay loaded
+        assert watcher.poll_seconds == 30.0
+    finally:
+        runtime.close()

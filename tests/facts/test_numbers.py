@@ -15,7 +15,12 @@ from policy.facts.numbers import is_valid_mobile, iter_numbers, normalize_number
     (" 138 0013 8000 ", ("13800138000", True)),
     ("+86 138-0013-8000", ("+86138-0013-8000", False)),
     ("86138", ("86138", True)),                    # not mobile-shaped: prefix kept
-    ("+8623456789012", ("+8623456789012", False)),  # remainder does not start with 1
+    # digits after +86 are judged per recipient (MA:0005 / MA:0021), never a malformed submit (12)
+    ("+8623456789012", ("23456789012", True)),
+    ("+86138001380", ("138001380", True)),
+    ("+86 1380013800", ("1380013800", True)),
+    ("+86", ("+86", False)),
+    ("0086138001380", ("0086138001380", True)),  # digits anyway: 0086 / 86 kept unless 11 follow
     ("10690001", ("10690001", True)),
     ("1380013800a", ("1380013800a", False)),
     ("１３８００１３８０００", ("１３８００１３８０００", False)),  # full-width digits are not digits here

@@ -105,3 +105,33 @@ def test_random_documents_never_raise(tmp_path, doc):
 def test_random_bytes_never_raise(tmp_path, data):
     (tmp_path / "fuzz.yaml").write_bytes(data)
     check_policy(tmp_path)
+
+
+def test_serve_says_what_the_engine_refuses_and_exits_1_without_a_traceback(tmp_path, monkeypatch, capsys):
+    # `check` now refuses everything prepare_rules refuses; should the engine still refuse a rule
+    # set at start, serve names the problems and exits non-zero (it died with a traceback)
+    from policy.daemon import runtime
+    from policy.engine import RuleCompileError
+
+    def refuse(rules, *args, **kwargs):
+        raise RuleCompileError(["a.yaml:2:5: rule 'r': the rules engine refused it"])
+
+    monkeypatch.setattr(runtime, "DurableRules", refuse)
+    write_rules(tmp_path / "rules", {"a.yaml": ACCOUNT + "rules:\n  - {id: r, priority: 1, when: {fact: recipient.valid, eq: false}}\n"})
+    rc = main(["serve", "--rules", str(tmp_path / "rules"), "--data", str(tmp_path / "var"),
+               "--counters", "none", "--listen", "127.0.0.1:0"])
+    assert rc == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["a.yaml:2:5: rule 'r': the rules engine refused it",
+                   f"smspolicy: the rules engine cannot run the rules in {tmp_path / 'rules'}; not starting"]
+
+
+def test_serve_refuses_what_check_refuses_for_the_engine(tmp_path, capsys):
+    write_rules(tmp_path / "rules", {"a.yaml": "rules:\n  - {id: r, code: 'MA:0001', priority: 1, "
+                                               "when: {fact: message.length, gt: 9007199254740993}}\n"})
+    rc = main(["serve", "--rules", str(tmp_path / "rules"), "--data", str(tmp_path / "var"),
+               "--counters", "none", "--listen", "127.0.0.1:0"])
+    assert rc == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("a.yaml:2:76: rules[0].when.gt: 9007199254740993 is outside the integers")
+    assert out[-1].endswith("are not valid; not starting")

@@ -15,6 +15,13 @@ ERROR_CLASSES = {
     "operator-type", "value-type", "unknown-keyword-group", "stage-mismatch", "invalid-regex",
     "regex-dialect", "bad-code", "priority-range", "empty-all-any", "operator-count", "time-window",
     "cidr", "file-blacklist-missing", "entry-file-missing", "entry-file-bad-line",
+    # what the rules engine cannot run, refused by `check` as by the daemon: list, integer and
+    # size limits; trees of YAML aliases; regexes whose repetitions multiply out
+    "engine-limits", "condition-size", "regex-size",
+    # values the operating system or a library refuses, reported instead of raised
+    "bad-value", "path-name",
+    # a channel's regions are provinces: routing compares nothing finer
+    "channel-region",
 }
 
 

@@ -343,3 +343,139 @@ def test_a_loaded_policy_keeps_the_bytes_its_version_hashes(tmp_path):
     assert hashed == policy_files(tmp_path) and version_of(hashed) == policy.version
     (tmp_path / "a.yaml").write_text(ACCOUNT + "# edited after the load\n")
     assert policy.files == hashed and version_of(policy.files) == policy.version
+
+
+# --- check refuses what the daemon's engine refuses -------------------------------------------
+
+def test_check_refuses_every_rule_the_engine_compiler_refuses(tmp_path):
+    # each of these passed `check` once, then `serve` died compiling it (RuleCompileError)
+    from policy.engine import RuleCompileError
+    from policy.engine.semantics import prepare_rules
+    from policy.rules.model import Rule
+    cases = {
+        "{fact: message.hour, in: [%s]}" % ", ".join(map(str, range(33))):
+            Compare("message.hour", "in", tuple(range(33))),
+        "{fact: message.length, gt: 9007199254740993}": Compare("message.length", "gt", 9007199254740993),
+        "{all: [%s]}" % ", ".join(["{any: [{fact: message.hour, eq: 1}, {fact: message.hour, eq: 2}]}"] * 16):
+            All(tuple(Any_((Compare("message.hour", "eq", 1), Compare("message.hour", "eq", 2))) for _ in range(16))),
+    }
+    for when, cond in cases.items():
+        with pytest.raises(RuleCompileError):
+            prepare_rules([Rule(id="r", stage="recipient", action="reject", code="MA:0001", priority=10,
+                                mode="enforce", description="", when=cond, index=0, where=None)])
+        write_rules(tmp_path, {"a.yaml": f"rules:\n  - {{id: r, code: 'MA:0001', priority: 10, when: {when}}}\n"})
+        found = problems(tmp_path)
+        assert len(found) == 1 and found[0].startswith("a.yaml:2:"), found
+        assert "rules[0].when" in found[0]
+
+
+def test_the_largest_in_list_and_integers_the_engine_takes_are_accepted(tmp_path):
+    write_rules(tmp_path, {"a.yaml": "rules:\n"
+                           "  - {id: a, code: 'MA:0001', priority: 10, when: {fact: message.hour, in: [%s]}}\n"
+                           % ", ".join(map(str, range(32)))
+                           + "  - {id: b, code: 'MA:0001', priority: 10, when: {fact: message.length, le: 9007199254740992}}\n"})
+    assert problems(tmp_path) == []
+
+
+def test_an_alias_bomb_in_a_condition_is_refused_fast(tmp_path):
+    lines = ["rules:", "  - {id: r0, code: 'MA:0001', priority: 10, when: &c0 {fact: message.hour, eq: 1}}"]
+    for k in range(1, 9):  # 10**8 conditions once expanded
+        lines.append(f"  - {{id: r{k}, code: 'MA:0001', priority: 10, when: &c{k} {{any: [{', '.join([f'*c{k-1}'] * 10)}]}}}}")
+    write_rules(tmp_path, {"a.yaml": "\n".join(lines) + "\n"})
+    start = time.monotonic()
+    found = problems(tmp_path)
+    assert time.monotonic() - start < 10
+    assert len(found) == 7  # r0 and r1 (10 tests) are fine
+    assert found[0].endswith("the condition has 100 fact tests; the rules engine evaluates at most 60 per rule — split the rule")
+    assert all("more than 1000 conditions" in p for p in found[1:])
+
+
+# --- file names, values and paths that used to raise ------------------------------------------
+
+def test_a_file_name_that_is_not_utf8_is_a_problem(tmp_path, capsys):
+    import os
+    from policy.cli import main
+    name = "规则.yaml".encode("gbk")  # unzipped from an archive made on a Chinese Windows
+    with open(os.path.join(os.fsencode(tmp_path), name), "wb") as f:
+        f.write(b"rules: [\n")
+    expected = r"\xb9\xe6\xd4\xf2.yaml:1:1: the file name is not UTF-8; rename the file"
+    assert problems(tmp_path) == [expected]
+    assert main(["check", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [expected]
+
+
+def test_a_timezone_folder_and_a_bad_url_port_are_problems(tmp_path):
+    write_rules(tmp_path, {"a.yaml": ACCOUNT + "    push_url: 'http://host:99999/x'\nplatform: {timezone: America}\n"})
+    assert problems(tmp_path) == [
+        "a.yaml:5:15: accounts[0].push_url: expected an http:// or https:// URL, got 'http://host:99999/x' "
+        "(Port out of range 0-65535)",
+        "a.yaml:6:22: platform.timezone: unknown time zone 'America' (e.g. Asia/Shanghai)",
+    ]
+
+
+def test_a_nul_in_the_file_blacklist_folder_is_a_problem(tmp_path):
+    write_rules(tmp_path, {"a.yaml": 'file_blacklist: {folder: "bl\\0x"}\n'})
+    assert problems(tmp_path) == [
+        "a.yaml:1:26: file_blacklist.folder: a path cannot contain a NUL character, got 'bl\\x00x'"]
+
+
+# --- one syntax error, one line ---------------------------------------------------------------
+
+def test_a_syntax_error_does_not_make_every_reference_to_its_ids_unknown(tmp_path):
+    write_rules(tmp_path, {
+        "channels.yaml": "channels:\n  - id: ch-a\n    name: a\n    carriers: [cmcc]\n\trate: 5\n",
+        "accounts.yaml": ACCOUNT + "    channels: [ch-a]\n",
+        "policy.yaml": "rules:\n  - {id: r, code: 'MA:0001', priority: 1, when: {fact: route.channel, eq: ch-a}}\n",
+        "lists.yaml": "lists:\n  - {id: l, kind: numbers, scope: customer, account: '900009'}\n",
+    })
+    found = problems(tmp_path)
+    assert len(found) == 2, found
+    assert found[0].startswith("channels.yaml:5:1: YAML syntax error: ")
+    # references to sections the broken file does not define are still checked
+    assert found[1] == "lists.yaml:2:54: lists[0].account: unknown account '900009' (did you mean '900001'?)"
+
+
+# --- empty sections and bare numbers, as docs/rules.md says -----------------------------------
+
+def test_an_empty_platform_or_file_blacklist_section_is_fine(tmp_path):
+    write_rules(tmp_path, {"a.yaml": "platform:\nfile_blacklist:\n" + ACCOUNT,
+                           "b.yaml": "platform: {max_length: 500}\n"})
+    policy = load_policy(tmp_path)
+    assert policy.platform.max_length == 500 and policy.file_blacklist is None
+
+
+def test_a_bare_number_where_a_string_is_expected_is_taken_as_written(tmp_path):
+    write_rules(tmp_path, {"a.yaml": """
+        accounts:
+          - {id: "900001", name: 2.0, secret: 888.888}
+          - {id: "900002", name: b, secret: 1_000}
+          - {id: "900003", name: c, secret: 0x1F}
+        """})
+    accounts = load_policy(tmp_path).accounts
+    assert [accounts[i].secret for i in ("900001", "900002", "900003")] == ["888.888", "1_000", "0x1F"]
+    assert accounts["900001"].name == "2.0"
+
+
+# --- entry files: check reads the lines the fact builder reads --------------------------------
+
+def test_entry_file_lines_end_where_the_fact_builder_ends_them(tmp_path):
+    from policy.facts.lists import ListIndex
+    from policy.facts.numbers import iter_numbers, open_number_file
+    from policy.rules.entries import entry_lines
+    data = b"13900000001\x0c13900000002\n13900000003\xe2\x80\xa813900000004\r\n13900000005\r13900000006\n"
+    write_rules(tmp_path, {"lists.yaml": "lists:\n  - {id: gbl, kind: numbers, scope: global, files: [bl.txt]}\n",
+                           "bl.txt": data})
+    with open_number_file(tmp_path / "bl.txt") as f:
+        assert [line.rstrip("\n") for line in f] == entry_lines(data.decode())
+    # a form feed or U+2028 does not end a line for the builder, so check refuses the line
+    # instead of passing two numbers the builder would never list
+    assert problems(tmp_path) == [
+        "bl.txt:1:1: '13900000001\\x0c13900000002' is not an 11-digit mobile number (+86, 0086 or 86 may precede it)",
+        "bl.txt:2:1: '13900000003\\u202813900000004' is not an 11-digit mobile number (+86, 0086 or 86 may precede it)",
+    ]
+    (tmp_path / "bl.txt").write_bytes(b"13900000005\r13900000006\r\n13900000007\n")
+    policy = load_policy(tmp_path)
+    index = ListIndex(policy.lists.values(), policy.source_dir)
+    assert sorted(index.numbers) == [13900000005, 13900000006, 13900000007]
+    with open_number_file(tmp_path / "bl.txt") as f:
+        assert list(iter_numbers(f, [])) == ["13900000005", "13900000006", "13900000007"]

@@ -121,3 +121,23 @@ def test_demo_limits_are_small_enough_to_reach(policy):
     assert demo["account_number"].max <= 20 and demo["account_number_content"].max <= 5
     defaults = {lim.scope for lim in policy.limits if not lim.accounts}
     assert {"account", "channel", "channel_number", "channel_content"} <= defaults
+
+
+@pytest.mark.parametrize("count, result", [(2, 0), (3, 102)])
+def test_platform_max_destinations_gives_102_beyond_it(tmp_path, capsys, count, result):
+    import json
+    import shutil
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder, ignore=shutil.ignore_patterns("tests"))
+    platform = folder / "platform.yaml"
+    text = platform.read_text(encoding="utf-8")
+    assert "max_destinations: 100 " in text
+    platform.write_text(text.replace("max_destinations: 100 ", "max_destinations: 2   "), encoding="utf-8")
+    args = ["explain", "--json", "--rules", str(folder), "--account", "900001", "--text", "【云信科技】你好"]
+    for i in range(count):
+        args += ["--to", f"1380013800{i}"]
+    assert main(args) == 0
+    decision = json.loads(capsys.readouterr().out)["decision"]
+    assert decision["submit_result"] == result
+    if result:
+        assert decision["submit_rule_id"] == "submit-recipient-count"
