@@ -117,7 +117,38 @@ class LogLockedError(RuntimeError):
     pass
 
 
-class DecisionLog:
+class SlotReservations:
+    """has_room / reserve / release over a log's bounded queue (`pending`, `queue_max`), for
+    both writers (this module's thread, policy.audit.log_process's child process)."""
+
+    def has_room(self) -> bool:
+        """Whether a decision made now could be logged (reserve() takes the slot)."""
+        if self.on_overflow != "fail_closed":
+            return True
+        return self.healthy and self.pending + self._reserved < self.queue_max
+
+    def reserve(self) -> bool:
+        """Take a queue slot for a decision about to be made, before anything is counted or
+        debited for it: with fail_closed, a slot found free by has_room() could go to another
+        thread before append(), and the decision would be refused after its charge. False: no
+        room (the caller refuses the decision). Give the slot to append(record, reserved=True),
+        or back with release(). With "block" append() waits for room instead: always True."""
+        if self.on_overflow != "fail_closed":
+            return True
+        with self._cond:
+            if not (self.healthy and self.pending + self._reserved < self.queue_max):
+                return False
+            self._reserved += 1
+            return True
+
+    def release(self) -> None:
+        """Give back a slot reserve() took, for a decision that will not be appended."""
+        if self.on_overflow == "fail_closed":
+            with self._cond:
+                self._reserved -= 1
+
+
+class DecisionLog(SlotReservations):
     def __init__(self, path: str, content_mode: str = "full", rotate_bytes: int | None = None,
                  rotate_seconds: int | None = None, queue_max: int = 10000,
                  on_overflow: str = "block", flush_interval: float = 0.05,
@@ -225,32 +256,6 @@ class DecisionLog:
                 return False
             self._cond.notify_all()   # the writer commits now rather than at its next tick
             return wait_until(self, lambda: self._committed >= mark, deadline, healthy_only=True)
-
-    def has_room(self) -> bool:
-        """Whether a decision made now could be logged (reserve() takes the slot)."""
-        if self.on_overflow != "fail_closed":
-            return True
-        return self.healthy and self._pending + self._reserved < self.queue_max
-
-    def reserve(self) -> bool:
-        """Take a queue slot for a decision about to be made, before anything is counted or
-        debited for it: with fail_closed, a slot found free by has_room() could go to another
-        thread before append(), and the decision would be refused after its charge. False: no
-        room (the caller refuses the decision). Give the slot to append(record, reserved=True),
-        or back with release(). With "block" append() waits for room instead: always True."""
-        if self.on_overflow != "fail_closed":
-            return True
-        with self._cond:
-            if not (self.healthy and self._pending + self._reserved < self.queue_max):
-                return False
-            self._reserved += 1
-            return True
-
-    def release(self) -> None:
-        """Give back a slot reserve() took, for a decision that will not be appended."""
-        if self.on_overflow == "fail_closed":
-            with self._cond:
-                self._reserved -= 1
 
     def state(self) -> tuple[int, bool, str | None, int]:
         """(records committed, healthy, last error, write failures): what a writer process

@@ -46,8 +46,8 @@ from collections import deque
 import orjson
 
 from ..frames import helper_env, read_frame, write_frame
-from .decision_log import (FORMAT, DecisionLog, LogLockedError, _jsonable, check_options,
-                           check_record, wait_until)
+from .decision_log import (FORMAT, DecisionLog, LogLockedError, SlotReservations, _jsonable,
+                           check_options, check_record, wait_until)
 
 log = logging.getLogger("policy.audit")
 
@@ -90,7 +90,7 @@ def _picklable(record: dict) -> dict:
         return orjson.loads(orjson.dumps(record, default=_jsonable, option=orjson.OPT_NON_STR_KEYS))
 
 
-class DecisionLogProcess:
+class DecisionLogProcess(SlotReservations):
     """DecisionLog's caller side, its writer in a child process (see the module docstring)."""
 
     def __init__(self, path: str, content_mode: str = "full", rotate_bytes: int | None = None,
@@ -187,25 +187,6 @@ class DecisionLogProcess:
         deadline = time.monotonic() + timeout
         with self._cond:
             return wait_until(self, lambda: self._acked >= mark, deadline, healthy_only=True)
-
-    def has_room(self) -> bool:
-        if self.on_overflow != "fail_closed":
-            return True
-        return self.healthy and self._appended + self._reserved - self._acked < self.queue_max
-
-    def reserve(self) -> bool:
-        if self.on_overflow != "fail_closed":
-            return True
-        with self._cond:
-            if not (self.healthy and self._appended + self._reserved - self._acked < self.queue_max):
-                return False
-            self._reserved += 1
-            return True
-
-    def release(self) -> None:
-        if self.on_overflow == "fail_closed":
-            with self._cond:
-                self._reserved -= 1
 
     @property
     def pending(self) -> int:
