@@ -147,6 +147,15 @@ class SlotReservations:
             with self._cond:
                 self._reserved -= 1
 
+    def _check(self, record: dict, reserved: bool) -> None:
+        """check_record, giving a reserved slot back when the record is refused."""
+        try:
+            check_record(record)
+        except BaseException:
+            if reserved:
+                self.release()
+            raise
+
 
 class DecisionLog(SlotReservations):
     def __init__(self, path: str, content_mode: str = "full", rotate_bytes: int | None = None,
@@ -214,12 +223,7 @@ class DecisionLog(SlotReservations):
         must then refuse the decision, since it cannot be logged. `reserved`: the slot was
         taken by reserve() before the decision was made, so there is room.
         """
-        try:
-            check_record(record)
-        except BaseException:
-            if reserved:
-                self.release()
-            raise
+        self._check(record, reserved)
         with self._cond:
             held = reserved and self.on_overflow == "fail_closed"
             if held:   # the slot becomes the record's

@@ -47,7 +47,7 @@ import orjson
 
 from ..frames import helper_env, read_frame, write_frame
 from .decision_log import (FORMAT, DecisionLog, LogLockedError, SlotReservations, _jsonable,
-                           check_options, check_record, wait_until)
+                           check_options, wait_until)
 
 log = logging.getLogger("policy.audit")
 
@@ -135,12 +135,7 @@ class DecisionLogProcess(SlotReservations):
     # ---- the caller's side, as DecisionLog's --------------------------------------------
 
     def append(self, record: dict, reserved: bool = False) -> bool:
-        try:
-            check_record(record)
-        except BaseException:
-            if reserved:
-                self.release()
-            raise
+        self._check(record, reserved)
         if not record.get("decision_id"):
             record["decision_id"] = uuid.uuid4().hex   # what a resend recognises it by
         counted = False
