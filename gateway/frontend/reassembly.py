@@ -13,11 +13,11 @@ The part that completes a message is not buffered: it is evaluated together with
 ones and, if the daemon cannot answer, refused with Result 8 so the customer sends it again.
 
 A message that is finished (evaluated, or timed out) is remembered for `timeout` seconds with
-a digest of each of its parts: a late part that repeats one of them (of any message finished
-under its key within that time) (same number, same
-Msg_Fmt, same payload) is a duplicate (MA:0013). Any other part under the same key starts a
-new message: customers' 8-bit references wrap after 256 long messages, so a new long SMS to
-the same number with the same reference and total soon after an earlier one is normal.
+a digest of each of its parts: a late part that repeats a part of a message finished under its
+key within that time (same part number, Msg_Fmt and payload) is a duplicate (MA:0013). Any
+other part under the same key starts a new message: customers' 8-bit references wrap after 256
+long messages, so a new long SMS to the same number with the same reference and total soon
+after an earlier one is normal.
 """
 from __future__ import annotations
 

@@ -88,17 +88,12 @@ class Pipeline:
         decision.facts = {"message": mfacts, "recipients": []}
 
         # 3a. submit-stage rules: a hit refuses the whole message synchronously
+        reserved = False   # a decision-log slot is held for this decision (3b)
         submit_hit = self._submit_stage(loaded, mfacts, decision, explain)
         if submit_hit is not None:
             decision.submit_result = int(submit_hit.code)
             decision.submit_rule_id = submit_hit.id
             decision.submit_reason = submit_hit.description
-            if self.counters is not None:
-                # a charge of nothing: the refusal is kept under the request id like any answer,
-                # so a retry gets it back even once the reason is gone (the window opened, ...)
-                self._limits(loaded, sub, account, mfacts, local_now, now, decision)
-                if decision.replayed:
-                    return decision
         else:
             # 3b. recipient-stage rules
             shared: list = []  # the message's share of the engine payloads, made once
@@ -116,26 +111,26 @@ class Pipeline:
                 # fail closed: a decision that cannot be logged is not made; nothing is counted
                 self._fail_closed(decision, "decision log unavailable (log_overflow=fail_closed)")
                 return decision
-            # 4. limits and balance
-            if self.counters is not None:
-                try:
-                    self._limits(loaded, sub, account, mfacts, local_now, now, decision, reserved)
-                except _Deferred:
-                    raise   # the batch's job holds the slot
-                except BaseException:
-                    if reserved:
-                        self.decision_log.release()
-                    raise
-                if decision.replayed:  # a retry: its first answer, logged the first time
-                    if reserved:
-                        self.decision_log.release()
-                    return decision
-            # 5. log, 6. answer
-            self._finish(sub, decision, now, mfacts, started, reserved)
-            return decision
+
+        # 4. limits and balance (a refused submit is a charge of nothing: its answer is kept
+        # under the request id like any other, so a retry gets it back even once the reason is
+        # gone, e.g. the send window opened)
+        if self.counters is not None:
+            try:
+                self._limits(loaded, sub, account, mfacts, local_now, now, decision, reserved)
+            except _Deferred:
+                raise   # the batch's job holds the slot
+            except BaseException:
+                if reserved:
+                    self.decision_log.release()
+                raise
+            if decision.replayed:  # a retry: its first answer, logged the first time
+                if reserved:
+                    self.decision_log.release()
+                return decision
 
         # 5. log, 6. answer
-        self._finish(sub, decision, now, mfacts, started)
+        self._finish(sub, decision, now, mfacts, started, reserved)
         return decision
 
     def _finish(self, sub: Submission, decision: Decision, now: float, mfacts: dict,
@@ -332,8 +327,8 @@ class Pipeline:
         except (CounterStoreError, OSError, ConnectionError) as e:
             results = [e] * len(batch)
         for i, j, res in zip(jobs, batch, results):
-            if isinstance(res, Exception) or (j.reserved and res.replayed):
-                self.decision_log.release() if j.reserved else None
+            if j.reserved and (isinstance(res, Exception) or res.replayed):
+                self.decision_log.release()   # nothing of it will be logged
             if isinstance(res, Exception):
                 out[i] = CountersUnavailable(str(res))
                 continue

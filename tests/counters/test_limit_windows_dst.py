@@ -11,7 +11,6 @@ configured time zone ... fixed or sliding").
 """
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
